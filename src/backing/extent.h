@@ -1,0 +1,135 @@
+// Extents (what the Registry maps an address to) and the descriptor pool that holds them out of band.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "core/core.h"
+#include "pal/pal.h"
+
+namespace hakmem {
+
+/// Which backing owns an extent.
+enum class ExtentKind : uint8_t { kNone = 0, kPoolSpan = 1, kMapBlock = 2 };
+
+/**
+ * A run of pages owned by one backing. Descriptors live in a separate metadata
+ * mapping, never next to user data, so an overflow cannot corrupt them.
+ */
+struct Extent {
+  uintptr_t base = 0;
+  size_t length = 0;
+  ExtentKind kind = ExtentKind::kNone;
+};
+
+/**
+ * Fixed-size objects (descriptors, heaps) carved from 64 KiB metadata chunks
+ * mapped through the PAL. Freed objects are kept for reuse; chunks are only
+ * given back at teardown, through the releaser (for_each_chunk).
+ */
+template <class T, class Pal>
+class ObjectPool {
+ public:
+  static constexpr size_t kChunkSize = 64 * 1024;
+
+  void init(Pal* pal, Layer layer, std::atomic<uint64_t>* mapped_tally) {
+    pal_ = pal;
+    layer_ = layer;
+    tally_ = mapped_tally;
+  }
+
+  /// A zeroed, default-constructed T; nullptr when the platform refuses memory.
+  T* make() {
+    LockGuard g(lock_);
+    if (free_ == nullptr && !grow()) return nullptr;
+    Node* n = free_;
+    free_ = n->next;
+    ++live_;
+    return new (n) T();
+  }
+
+  void destroy(T* t) {
+    t->~T();
+    auto* n = reinterpret_cast<Node*>(t);
+    LockGuard g(lock_);
+    n->next = free_;
+    free_ = n;
+    --live_;
+  }
+
+  size_t live() const { return live_; }
+  size_t mapped_bytes() const { return chunks_ * kChunkSize; }
+
+  /// Calls fn(T*) for every live object; caller guarantees quiescence.
+  template <class Fn>
+  void for_each_live(Fn&& fn) {
+    for (Chunk* c = chunk_list_; c != nullptr; c = c->next) {
+      for (size_t i = 0; i < kPerChunk; ++i) {
+        T* t = reinterpret_cast<T*>(&c->slots[i]);
+        if (!is_free(t)) fn(t);
+      }
+    }
+  }
+
+  /// Calls fn(addr, len) for every chunk (teardown) and forgets them.
+  template <class Fn>
+  void release_chunks(Fn&& fn) {
+    Chunk* c = chunk_list_;
+    while (c != nullptr) {
+      Chunk* next = c->next;
+      fn(reinterpret_cast<uintptr_t>(c), kChunkSize);
+      c = next;
+    }
+    chunk_list_ = nullptr;
+    free_ = nullptr;
+    chunks_ = 0;
+    live_ = 0;
+  }
+
+  SpinLock& lock() { return lock_; }
+
+ private:
+  union Node {
+    Node* next;
+    alignas(T) unsigned char bytes[sizeof(T)];
+  };
+  struct Chunk {
+    Chunk* next;
+    Node slots[1];
+  };
+  static constexpr size_t kPerChunk = (kChunkSize - alignof(Node) - sizeof(Chunk*)) / sizeof(Node);
+  static_assert(kPerChunk >= 4, "descriptor too large for a metadata chunk");
+
+  bool grow() {
+    void* mem = pal_->map(kChunkSize, layer_);
+    if (mem == nullptr) return false;
+    tally_->fetch_add(kChunkSize, std::memory_order_relaxed);
+    auto* c = static_cast<Chunk*>(mem);
+    c->next = chunk_list_;
+    chunk_list_ = c;
+    ++chunks_;
+    for (size_t i = kPerChunk; i-- > 0;) {
+      c->slots[i].next = free_;
+      free_ = &c->slots[i];
+    }
+    return true;
+  }
+  bool is_free(T* t) const {
+    for (Node* n = free_; n != nullptr; n = n->next) {
+      if (reinterpret_cast<void*>(n) == reinterpret_cast<void*>(t)) return true;
+    }
+    return false;
+  }
+
+  Pal* pal_ = nullptr;
+  Layer layer_ = Layer::kMeta;
+  std::atomic<uint64_t>* tally_ = nullptr;
+  SpinLock lock_;
+  Node* free_ = nullptr;
+  Chunk* chunk_list_ = nullptr;
+  size_t chunks_ = 0;
+  size_t live_ = 0;
+};
+
+}  // namespace hakmem

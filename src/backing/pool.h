@@ -1,0 +1,386 @@
+// Pool: size-classed spans owned by per-thread heaps, with a lock-free remote-free path.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "backing/extent.h"
+#include "backing/registry.h"
+#include "backing/size_classes.h"
+#include "core/core.h"
+#include "pal/pal.h"
+
+namespace hakmem {
+
+/// The link a free Pool block keeps in its first user bytes (the header stays intact).
+struct FreeBlock {
+  FreeBlock* next;
+};
+
+struct Heap;
+
+/// A run of pages carved into blocks of one size class; owned by one heap at a time.
+struct Span : Extent {
+  uint32_t cls = 0;
+  uint32_t block_size = 0;
+  uint64_t magic = 0;     ///< div_magic(block_size): block index without a divide
+  uint32_t capacity = 0;  ///< blocks that fit
+  std::atomic<uint32_t> carved{0};  ///< blocks handed out at least once (owner writes; freeing threads read)
+  uint32_t used = 0;      ///< owner's count of blocks not on `free` (remote frees not yet drained count as used)
+  bool in_full = false;   ///< which owner list holds it
+  FreeBlock* free = nullptr;                ///< owner-only free list
+  std::atomic<FreeBlock*> remote{nullptr};  ///< frees from other threads (Treiber stack)
+  std::atomic<Heap*> owner{nullptr};        ///< nullptr while abandoned
+  Span* prev = nullptr;
+  Span* next = nullptr;
+
+  bool has_room() const { return free != nullptr || carved.load(std::memory_order_relaxed) < capacity; }
+};
+
+/// An intrusive doubly-linked list of spans.
+struct SpanList {
+  Span* head = nullptr;
+  size_t count = 0;
+
+  void push(Span* s) {
+    s->prev = nullptr;
+    s->next = head;
+    if (head != nullptr) head->prev = s;
+    head = s;
+    ++count;
+  }
+  void remove(Span* s) {
+    if (s->prev != nullptr) s->prev->next = s->next;
+    if (s->next != nullptr) s->next->prev = s->prev;
+    if (head == s) head = s->next;
+    s->prev = s->next = nullptr;
+    --count;
+  }
+  Span* pop() {
+    Span* s = head;
+    if (s != nullptr) remove(s);
+    return s;
+  }
+};
+
+/// A counter written only by its owning thread and read by anyone (stats).
+struct OwnedCounter {
+  std::atomic<int64_t> v{0};
+  void add(int64_t d) { v.store(v.load(std::memory_order_relaxed) + d, std::memory_order_relaxed); }
+  /// For counters that several threads update (the shared fallback set).
+  void add_shared(int64_t d) { v.fetch_add(d, std::memory_order_relaxed); }
+  int64_t get() const { return v.load(std::memory_order_relaxed); }
+};
+
+/// Per-thread counters folded into the stats on demand (never a shared write on the fast path).
+struct HeapCounters {
+  OwnedCounter pool_allocs, pool_frees, pool_live_bytes, pool_requested_live;
+  OwnedCounter map_allocs, map_frees, map_live_bytes;
+  OwnedCounter remote_frees;
+};
+
+/**
+ * A thread's Pool state: for each class, spans with room ("partial") and
+ * spans without ("full"). Only the owning thread touches the lists; other
+ * threads only push remote frees and set a hint bit for the class.
+ */
+struct Heap {
+  uint64_t allocator_id = 0;
+  SpanList partial[SizeClasses::kCount];
+  SpanList full[SizeClasses::kCount];
+  std::atomic<uint64_t> remote_hint[2] = {};
+  HeapCounters counters;
+  void* owner = nullptr;  ///< the Allocator this heap belongs to (for the thread-exit hook)
+  Heap* next_all = nullptr;
+  bool retired = false;
+};
+
+/// Hands a mapping the backing cannot keep to the releaser (the only unmapper).
+struct GiveBack {
+  void (*fn)(void* ctx, uintptr_t base, size_t len) = nullptr;
+  void* ctx = nullptr;
+  void operator()(uintptr_t base, size_t len) const { fn(ctx, base, len); }
+};
+
+/**
+ * The Pool backing. Blocks are carved lazily from spans (untouched pages cost
+ * nothing), freed blocks keep their header (state Free) so a double free is
+ * seen, and a free from a thread that does not own the span goes onto the
+ * span's remote stack, to be drained by the owner: never dropped.
+ */
+template <class Pal>
+class Pool {
+ public:
+  void init(Pal* pal, Registry<Pal>* registry, std::atomic<uint64_t>* tally, GiveBack give_back) {
+    pal_ = pal;
+    registry_ = registry;
+    tally_ = tally;
+    give_back_ = give_back;
+    spans_.init(pal, Layer::kMeta, tally);
+    heaps_.init(pal, Layer::kMeta, tally);
+  }
+
+  /// A fresh heap for a thread, or nullptr when metadata cannot be mapped.
+  Heap* make_heap(uint64_t allocator_id) {
+    {
+      // Reuse a retired heap first: threads that come and go by the thousand
+      // must not grow metadata. Its counters carry on (they are cumulative).
+      LockGuard g(lists_lock_);
+      for (Heap* h = all_heaps_; h != nullptr; h = h->next_all) {
+        if (h->retired) {
+          h->retired = false;
+          return h;
+        }
+      }
+    }
+    Heap* h = heaps_.make();
+    if (h == nullptr) return nullptr;
+    h->allocator_id = allocator_id;
+    LockGuard g(lists_lock_);
+    h->next_all = all_heaps_;
+    all_heaps_ = h;
+    return h;
+  }
+
+  /**
+   * Gives a heap's spans up (thread exit): they are abandoned to the shared
+   * lists, where other threads adopt them; their remote frees are kept. The
+   * heap stays listed (its counters still count) but owns nothing.
+   */
+  void retire_heap(Heap* h) {
+    LockGuard g(lists_lock_);
+    for (size_t c = 0; c < SizeClasses::kCount; ++c) {
+      for (SpanList* l : {&h->partial[c], &h->full[c]}) {
+        while (Span* s = l->pop()) {
+          s->owner.store(nullptr, std::memory_order_release);
+          s->in_full = false;
+          abandoned_[c].push(s);
+        }
+      }
+    }
+    h->retired = true;
+  }
+
+  /// A block of class c for heap h (the block start, header not yet written); nullptr on OOM.
+  uintptr_t alloc(Heap* h, size_t c) {
+    Span* s = h->partial[c].head;
+    if (s != nullptr) {
+      if (FreeBlock* b = s->free) {
+        s->free = b->next;
+        ++s->used;
+        return reinterpret_cast<uintptr_t>(b) - kHeaderSize;
+      }
+      const uint32_t k = s->carved.load(std::memory_order_relaxed);
+      if (k < s->capacity) {
+        s->carved.store(k + 1, std::memory_order_relaxed);  // single writer: no RMW needed
+        ++s->used;
+        return s->base + uintptr_t{k} * s->block_size;
+      }
+    }
+    return alloc_slow(h, c);
+  }
+
+  /// The span owning extent e (which the Registry says is a Pool span).
+  static Span* span_of(Extent* e) { return static_cast<Span*>(e); }
+
+  /**
+   * The start of the block containing p, or 0 when p is not inside a block
+   * that was ever handed out (past the carved blocks or in the span's tail).
+   */
+  static uintptr_t block_start(const Span* s, uintptr_t p) {
+    const uint64_t off = p - s->base;
+    const uint64_t idx = div_by_magic(off, s->block_size, s->magic);
+    if (idx >= s->carved.load(std::memory_order_relaxed)) return 0;
+    return s->base + idx * s->block_size;
+  }
+
+  /**
+   * Returns a validated, already-marked-free block to its span: locally when
+   * `me` owns the span, else onto the remote stack.
+   */
+  void free(Heap* me, Span* s, uintptr_t block) {
+    auto* b = reinterpret_cast<FreeBlock*>(block + kHeaderSize);
+    if (me != nullptr && s->owner.load(std::memory_order_relaxed) == me) {
+      b->next = s->free;
+      s->free = b;
+      --s->used;
+      if (s->in_full) {
+        me->full[s->cls].remove(s);
+        s->in_full = false;
+        me->partial[s->cls].push(s);
+      }
+      return;
+    }
+    FreeBlock* head = s->remote.load(std::memory_order_relaxed);
+    do {
+      b->next = head;
+    } while (!s->remote.compare_exchange_weak(head, b, std::memory_order_acq_rel, std::memory_order_relaxed));
+    if (me != nullptr) me->counters.remote_frees.add(1);
+    if (Heap* owner = s->owner.load(std::memory_order_acquire)) {
+      owner->remote_hint[s->cls / 64].fetch_or(uint64_t{1} << (s->cls % 64), std::memory_order_release);
+    }
+  }
+
+  /// Bytes of all spans (the Pool's share of mapped memory).
+  uint64_t span_bytes() const { return span_bytes_.load(std::memory_order_relaxed); }
+  uint64_t span_count() const { return spans_.live(); }
+  uint64_t meta_bytes() const { return spans_.mapped_bytes() + heaps_.mapped_bytes(); }
+
+  /// Sums a counter over every heap (live and retired).
+  template <class Get>
+  int64_t sum_heaps(Get&& get) {
+    LockGuard g(lists_lock_);
+    int64_t total = 0;
+    for (Heap* h = all_heaps_; h != nullptr; h = h->next_all) total += get(h->counters);
+    return total;
+  }
+
+  /**
+   * TestOnly: walks every span and returns the bytes not in live blocks (free
+   * lists, remote stacks, uncarved blocks, tails). Caller guarantees quiescence.
+   */
+  uint64_t audit_free_bytes(uint64_t* live_blocks_bytes) {
+    uint64_t free_bytes = 0;
+    uint64_t live = 0;
+    spans_.for_each_live([&](Span* s) {
+      uint64_t free_blocks = s->capacity - s->carved.load();
+      for (FreeBlock* b = s->free; b != nullptr; b = b->next) ++free_blocks;
+      for (FreeBlock* b = s->remote.load(); b != nullptr; b = b->next) ++free_blocks;
+      const uint64_t tail = s->length - uint64_t{s->capacity} * s->block_size;
+      free_bytes += free_blocks * s->block_size + tail;
+      live += (uint64_t{s->capacity} - free_blocks) * s->block_size;
+    });
+    *live_blocks_bytes = live;
+    return free_bytes;
+  }
+
+  /// TestOnly: calls fn(Span*) for every span. Caller guarantees quiescence.
+  template <class Fn>
+  void for_each_span_for_testing(Fn&& fn) {
+    spans_.for_each_live(fn);
+  }
+
+  /// Teardown: every span and metadata chunk goes to `fn` (the releaser).
+  template <class Fn>
+  void release_all(Fn&& fn) {
+    spans_.for_each_live([&](Span* s) {
+      registry_->clear(s->base, s->length);
+      fn(s->base, s->length);
+    });
+    span_bytes_.store(0);
+    spans_.release_chunks(fn);
+    heaps_.release_chunks(fn);
+    all_heaps_ = nullptr;
+    for (SpanList& l : abandoned_) l = SpanList{};
+  }
+
+  /// Fork support: the locks every Pool path may hold.
+  void lock_all() {
+    lists_lock_.lock();
+    spans_.lock().lock();
+    heaps_.lock().lock();
+  }
+  void unlock_all() {
+    heaps_.lock().unlock();
+    spans_.lock().unlock();
+    lists_lock_.unlock();
+  }
+
+ private:
+  static void drain_remote(Span* s) {
+    FreeBlock* list = s->remote.exchange(nullptr, std::memory_order_acquire);
+    while (list != nullptr) {
+      FreeBlock* next = list->next;
+      list->next = s->free;
+      s->free = list;
+      --s->used;
+      list = next;
+    }
+  }
+
+  uintptr_t alloc_slow(Heap* h, size_t c) {
+    // 1. Spans at the head of the partial list that are out of room move to full.
+    while (Span* s = h->partial[c].head) {
+      drain_remote(s);
+      if (s->has_room()) return alloc(h, c);
+      h->partial[c].remove(s);
+      s->in_full = true;
+      h->full[c].push(s);
+    }
+    // 2. Remote frees reached some full span of this class: drain them back.
+    const uint64_t bit = uint64_t{1} << (c % 64);
+    if (h->remote_hint[c / 64].load(std::memory_order_acquire) & bit) {
+      h->remote_hint[c / 64].fetch_and(~bit, std::memory_order_acq_rel);
+      for (Span* s = h->full[c].head; s != nullptr;) {
+        Span* next = s->next;
+        drain_remote(s);
+        if (s->has_room()) {
+          h->full[c].remove(s);
+          s->in_full = false;
+          h->partial[c].push(s);
+        }
+        s = next;
+      }
+      if (h->partial[c].head != nullptr) return alloc(h, c);
+    }
+    // 3. Adopt a span some exited thread abandoned.
+    Span* s = nullptr;
+    {
+      LockGuard g(lists_lock_);
+      s = abandoned_[c].pop();
+      if (s != nullptr) s->owner.store(h, std::memory_order_release);
+    }
+    if (s == nullptr) s = new_span(h, c);
+    if (s == nullptr) return 0;
+    drain_remote(s);
+    if (s->has_room()) {
+      h->partial[c].push(s);
+    } else {
+      s->in_full = true;
+      h->full[c].push(s);
+      return alloc_slow(h, c);
+    }
+    return alloc(h, c);
+  }
+
+  Span* new_span(Heap* h, size_t c) {
+    Span* s = spans_.make();
+    if (s == nullptr) return nullptr;
+    const size_t len = SizeClasses::span_size(c);
+    void* mem = pal_->map(len, Layer::kPool);
+    if (mem == nullptr) {
+      spans_.destroy(s);
+      return nullptr;
+    }
+    tally_->fetch_add(len, std::memory_order_relaxed);
+    s->base = reinterpret_cast<uintptr_t>(mem);
+    s->length = len;
+    s->kind = ExtentKind::kPoolSpan;
+    s->cls = static_cast<uint32_t>(c);
+    s->block_size = static_cast<uint32_t>(SizeClasses::block_size(c));
+    s->magic = div_magic(s->block_size);
+    s->capacity = static_cast<uint32_t>(len / s->block_size);
+    s->owner.store(h, std::memory_order_relaxed);
+    if (!registry_->assign(s->base, len, s)) {
+      spans_.destroy(s);
+      give_back_(reinterpret_cast<uintptr_t>(mem), len);  // the releaser subtracts it from the tally
+      return nullptr;
+    }
+    span_bytes_.fetch_add(len, std::memory_order_relaxed);
+    return s;
+  }
+
+  Pal* pal_ = nullptr;
+  Registry<Pal>* registry_ = nullptr;
+  std::atomic<uint64_t>* tally_ = nullptr;
+  GiveBack give_back_;
+  ObjectPool<Span, Pal> spans_;
+  ObjectPool<Heap, Pal> heaps_;
+  SpinLock lists_lock_;
+  Heap* all_heaps_ = nullptr;
+  SpanList abandoned_[SizeClasses::kCount];
+  std::atomic<uint64_t> span_bytes_{0};
+};
+
+}  // namespace hakmem

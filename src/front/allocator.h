@@ -1,0 +1,746 @@
+// Allocator<Config>: composes registry, pool, map, cache, releaser and selector; every free validated.
+#pragma once
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "backing/backing.h"
+#include "cache/cache.h"
+#include "core/core.h"
+#include "front/stats.h"
+#include "header/header.h"
+#include "pal/pal.h"
+#include "release/release.h"
+#include "select/select.h"
+
+namespace hakmem {
+
+/// Where a pointer leads, as found by validation.
+struct Located {
+  Verdict verdict = Verdict::kInvalidPointer;
+  Extent* extent = nullptr;
+  uintptr_t block = 0;   ///< block start (Pool) or mapping base (Map)
+  uintptr_t header = 0;  ///< the real header (block, or block + offset for aligned blocks)
+  bool fields_valid = false;
+  HeaderFields fields;   ///< the real header, when fields_valid
+};
+
+/// The result of an audit of invariants that need a walk of the structures (TestOnly).
+struct AuditResult {
+  bool ok = true;
+  char failure[160] = {};
+  uint64_t mapped = 0, pool_span_bytes = 0, pool_live = 0, pool_free = 0, map_live = 0, cached = 0, pending = 0,
+           metadata = 0;
+  uint64_t live_blocks = 0;
+};
+
+/// What a test can read back about one live block.
+struct BlockInfo {
+  Verdict verdict = Verdict::kInvalidPointer;
+  ExtentKind kind = ExtentKind::kNone;
+  HeaderFields fields;
+  uint64_t usable = 0;
+  uint64_t threshold_of_strategy = 0;
+};
+
+/**
+ * The allocator, parameterized by a Config that names its platform:
+ *
+ *   struct Config { using Pal = LinuxPal; };
+ *
+ * A constinit instance is the process allocator (initialized by its first
+ * call); tests build their own with explicit Options and a test platform, and
+ * must call teardown() (ScopedAllocator does), which returns every byte
+ * through the releaser.
+ */
+template <class Config>
+class Allocator {
+ public:
+  using Pal = typename Config::Pal;
+  static_assert(Platform<Pal>);
+
+  constexpr Allocator() = default;
+  Allocator(const Allocator&) = delete;
+  Allocator& operator=(const Allocator&) = delete;
+
+  /// Initializes with explicit options (tests) unless already initialized.
+  bool init(const Options& options) {
+    LockGuard g(init_lock_);
+    if (ready_.load(std::memory_order_acquire)) return true;
+    return init_locked(options);
+  }
+
+  /// Initializes from hakmem_default_options() and HAKMEM_OPTIONS (the process allocator).
+  bool init_from_environment(const char* defaults) {
+    LockGuard g(init_lock_);
+    if (ready_.load(std::memory_order_acquire)) return true;
+    Options o;
+    parse_options(defaults, o, write_stderr, nullptr);
+    parse_options(find_env("HAKMEM_OPTIONS"), o, write_stderr, nullptr);
+    return init_locked(o);
+  }
+
+  bool ready() const { return ready_.load(std::memory_order_acquire); }
+
+  /// The platform (tests use it to inject failures or read the call log).
+  Pal& pal() { return pal_; }
+  const Options& options() const { return opts_; }
+  Selector& selector() { return selector_; }
+
+  /// Where reports go (stderr by default); tests capture them.
+  void set_report_sink(WriteFn fn, void* arg) {
+    sink_ = fn;
+    sink_arg_ = arg;
+  }
+
+  // ---------------------------------------------------------------- allocation
+
+  /// `size` bytes, 16-aligned; nullptr with errno ENOMEM on failure.
+  void* alloc(size_t size, uintptr_t site, Origin origin = Origin::kMalloc) {
+    bool fresh;
+    return alloc_impl(size, kHeaderSize, site, origin, &fresh);
+  }
+
+  /// `size` bytes aligned to `align` (a power of two); EINVAL for a bad alignment.
+  void* aligned_alloc(size_t align, size_t size, uintptr_t site, Origin origin = Origin::kAligned) {
+    if (!is_pow2(align)) {
+      errno = EINVAL;
+      return nullptr;
+    }
+    bool fresh;
+    return alloc_impl(size, align < kHeaderSize ? kHeaderSize : align, site, origin, &fresh);
+  }
+
+  /// n * size zeroed bytes; overflow gives nullptr with ENOMEM, never a short block.
+  void* calloc(size_t n, size_t size, uintptr_t site) {
+    size_t total;
+    if (mul_overflows(n, size, &total)) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    bool fresh = false;
+    void* p = alloc_impl(total, kHeaderSize, site, Origin::kMalloc, &fresh);
+    if (p != nullptr && !fresh) memset(p, 0, total);
+    return p;
+  }
+
+  /**
+   * Resizes, keeping min(old, new) bytes (I5). A bad pointer is reported like a
+   * bad free and gives nullptr; on ENOMEM the old block is untouched.
+   * realloc(p, 0) frees p and returns nullptr, as glibc does.
+   */
+  void* realloc(void* p, size_t size, uintptr_t site) {
+    if (p == nullptr) return alloc(size, site);
+    if (!ensure_ready()) return nullptr;
+    Located at;
+    const Verdict v = locate(reinterpret_cast<uintptr_t>(p), Origin::kMalloc, &at);
+    if (v != Verdict::kOk) {
+      report(v, p, at, site, Origin::kMalloc);
+      errno = EINVAL;
+      return nullptr;
+    }
+    if (size == 0) {
+      commit_free(at, site);
+      return nullptr;
+    }
+    const uint64_t capacity = capacity_of(at);
+    const StrategySnapshot snap = selector_.snapshot();
+    const bool want_map = size >= snap.threshold;
+    const bool is_map = at.fields.method == Method::kMap;
+    // Stay in place when the block fits, its backing still agrees with the
+    // strategy in force (I3), and it is not grossly oversized.
+    if (size <= capacity && want_map == is_map && (size > capacity / 2 || capacity <= 2 * kHeaderSize)) {
+      HeaderFields f = at.fields;
+      const int64_t delta = static_cast<int64_t>(size) - static_cast<int64_t>(f.size);
+      f.size = size;
+      f.strategy = snap.id;
+      codec_.encode(f, reinterpret_cast<void*>(at.header));
+      if (!is_map) {
+        if (Heap* h = heap()) h->counters.pool_requested_live.add(delta);
+      }
+      return p;
+    }
+    const Origin origin = at.fields.origin == Origin::kAligned ? Origin::kMalloc : at.fields.origin;
+    bool fresh;
+    void* q = alloc_impl(size, kHeaderSize, site, origin, &fresh);
+    if (q == nullptr) return nullptr;  // errno is ENOMEM; p is untouched
+    memcpy(q, p, size < at.fields.size ? size : at.fields.size);
+    commit_free(at, site);
+    return q;
+  }
+
+  // ---------------------------------------------------------------- release
+
+  /**
+   * Frees p after validating it (registry, header checksum, state, origin,
+   * method). A misuse is reported and nothing is changed; the verdict is
+   * returned (only reachable with on_error=report: the default aborts).
+   */
+  Verdict free(void* p, uintptr_t site, Origin origin = Origin::kMalloc) {
+    if (p == nullptr) return Verdict::kOk;
+    if (!ensure_ready()) return Verdict::kInvalidPointer;
+    Located at;
+    const Verdict v = locate(reinterpret_cast<uintptr_t>(p), origin, &at);
+    if (v != Verdict::kOk) {
+      report(v, p, at, site, origin);
+      return v;
+    }
+    commit_free(at, site);
+    return Verdict::kOk;
+  }
+
+  /// Bytes usable at p; 0 (and a report) for a pointer that is not a live block.
+  size_t usable_size(const void* p) {
+    if (p == nullptr || !ensure_ready()) return 0;
+    Located at;
+    const Verdict v = locate(reinterpret_cast<uintptr_t>(p), Origin::kMalloc, &at, /*check_origin=*/false);
+    if (v != Verdict::kOk) {
+      report(v, p, at, 0, Origin::kMalloc);
+      return 0;
+    }
+    return static_cast<size_t>(capacity_of(at));
+  }
+
+  /// Validates p without changing anything (no report): what free would say.
+  Verdict check(const void* p, Origin origin = Origin::kMalloc) {
+    if (!ensure_ready()) return Verdict::kInvalidPointer;
+    Located at;
+    return locate(reinterpret_cast<uintptr_t>(p), origin, &at);
+  }
+
+  /// Evicts BigCache and releases everything pending (hak_flush, malloc_trim).
+  void flush() {
+    if (!ready()) return;
+    cache_.drain();
+    releaser_.flush();
+  }
+
+  /// Releases what is pending without touching the cache (exit).
+  void flush_pending() {
+    if (ready()) releaser_.flush();
+  }
+
+  // ---------------------------------------------------------------- stats
+
+  StatsSnapshot stats() {
+    StatsSnapshot s;
+    if (!ready()) return s;
+    s.mode = opts_.get(Opt::kMode);
+    const StrategySnapshot snap = selector_.snapshot();
+    s.strategy = snap.id;
+    s.threshold = snap.threshold;
+    auto sum = [this](OwnedCounter HeapCounters::*c) { return sum_counter(c); };
+    s.pool_allocs = sum(&HeapCounters::pool_allocs);
+    s.pool_frees = sum(&HeapCounters::pool_frees);
+    s.pool_live_bytes = sum(&HeapCounters::pool_live_bytes);
+    s.remote_frees = sum(&HeapCounters::remote_frees);
+    s.pool_span_bytes = pool_.span_bytes();
+    s.pool_spans = pool_.span_count();
+    s.map_allocs = sum(&HeapCounters::map_allocs);
+    s.map_frees = sum(&HeapCounters::map_frees);
+    s.map_live_bytes = sum(&HeapCounters::map_live_bytes);
+    const CacheCounters& cc = cache_.counters();
+    s.cache_hits = cc.hits.load();
+    s.cache_misses = cc.misses.load();
+    s.cache_puts = cc.puts.load();
+    s.cache_evictions = cc.evictions.load();
+    s.cache_bypass = cc.bypass.load();
+    s.cache_bytes = cache_.bytes();
+    s.cache_blocks = cache_.blocks();
+    s.cache_cap = cache_.cap();
+    const ReleaseCounters& rc = releaser_.counters();
+    s.release_blocks = rc.blocks.load();
+    s.release_bytes = rc.bytes.load();
+    s.release_flushes = rc.flushes.load();
+    s.unmap_calls = rc.unmap_calls.load();
+    s.syscalls_saved = rc.syscalls_saved.load();
+    s.pending_bytes = releaser_.pending_bytes();
+    s.batch_bytes = releaser_.batch_bytes();
+    s.mapped_bytes = mapped_.load();
+    s.metadata_bytes = metadata_bytes();
+    for (size_t i = 0; i < static_cast<size_t>(Verdict::kCount); ++i) {
+      s.errors[i] = errors_[i].load();
+      s.errors_total += s.errors[i];
+    }
+    return s;
+  }
+
+  void print_stats(WriteFn fn, void* arg, bool json = false) {
+    const StatsSnapshot s = stats();
+    if (json) {
+      print_stats_json(s, fn, arg);
+    } else {
+      print_stats_table(s, fn, arg);
+    }
+  }
+
+  uint64_t error_count(Verdict v) const { return errors_[static_cast<size_t>(v)].load(); }
+
+  // ---------------------------------------------------------------- tests
+
+  /// TestOnly: header fields and backing of a live block.
+  BlockInfo inspect(const void* p) {
+    BlockInfo info;
+    if (!ensure_ready()) return info;
+    Located at;
+    info.verdict = locate(reinterpret_cast<uintptr_t>(p), Origin::kMalloc, &at, /*check_origin=*/false);
+    if (at.extent != nullptr) info.kind = at.extent->kind;
+    if (at.fields_valid) {
+      info.fields = at.fields;
+      info.threshold_of_strategy = selector_.threshold_of(at.fields.strategy);
+    }
+    if (info.verdict == Verdict::kOk) info.usable = capacity_of(at);
+    return info;
+  }
+
+  /// TestOnly: the codec (tests forge and inspect headers with it).
+  const HeaderCodec& codec_for_testing() const { return codec_; }
+  /// TestOnly: the Registry.
+  Registry<Pal>& registry_for_testing() { return registry_; }
+
+  /**
+   * TestOnly: walks every structure and checks I2, I3, I6 and I7 (accounting
+   * adds up, every live block's header agrees with the Registry and with the
+   * strategy recorded in it, cached blocks say Cached, pending ones Releasing).
+   * The caller guarantees no other thread is using the allocator.
+   */
+  AuditResult audit() {
+    AuditResult r;
+    if (!ready()) return r;
+    // Pool: spans split exactly into live and free bytes; every live block checked.
+    uint64_t walked_pool_live = 0;
+    r.pool_free = pool_.audit_free_bytes(&walked_pool_live);
+    r.pool_live = walked_pool_live;
+    r.pool_span_bytes = pool_.span_bytes();
+    if (r.pool_free + r.pool_live != r.pool_span_bytes) {
+      audit_fail(r, "I7 pool spans != free + live", r.pool_free + r.pool_live, r.pool_span_bytes);
+    }
+    const uint64_t counted_pool_live = sum_counter(&HeapCounters::pool_live_bytes);
+    if (counted_pool_live != walked_pool_live) {
+      audit_fail(r, "I7 pool live counter != walk", counted_pool_live, walked_pool_live);
+    }
+    pool_.for_each_span_for_testing([&](Span* s) {
+      if (registry_.lookup(s->base) != s || registry_.lookup(s->base + s->length - 1) != s) {
+        audit_fail(r, "I4 Registry does not answer for a Pool span", s->base, 0);
+      }
+      const uint32_t carved = s->carved.load();
+      for (uint32_t i = 0; i < carved; ++i) {
+        const uintptr_t block = s->base + uint64_t{i} * s->block_size;
+        Located at;
+        if (!locate_block(s, block, &at)) {
+          audit_fail(r, "carved Pool block header fails its checksum", block, 0);
+        } else if (at.fields.state == State::kLive) {
+          check_live_block(r, at);
+        }
+      }
+    });
+    // Map: each block is live, cached or pending, and its header says which.
+    cache_.for_each_cached([&](MapBlock* mb) {
+      r.cached += mb->length;
+      HeaderFields f;
+      if (!codec_.decode(reinterpret_cast<void*>(mb->base + mb->hdr_offset), &f) || f.state != State::kCached ||
+          mb->state != State::kCached) {
+        audit_fail(r, "I6 cached block not marked Cached", mb->base, 0);
+      }
+    });
+    if (r.cached != cache_.bytes()) audit_fail(r, "I7 cache bytes != walk", cache_.bytes(), r.cached);
+    if (cache_.cap() != 0 && r.cached > cache_.cap()) audit_fail(r, "BigCache over its cap", r.cached, cache_.cap());
+    releaser_.for_each_pending([&](uintptr_t base, size_t len, MapBlock* mb) {
+      r.pending += len;
+      if (mb == nullptr) return;
+      HeaderFields f;
+      if (mb->state != State::kReleasing || !codec_.decode(reinterpret_cast<void*>(base + mb->hdr_offset), &f) ||
+          f.state != State::kReleasing) {
+        audit_fail(r, "I6 pending block not marked Releasing", base, 0);
+      }
+    });
+    if (r.pending != releaser_.pending_bytes()) {
+      audit_fail(r, "I7 pending bytes != walk", releaser_.pending_bytes(), r.pending);
+    }
+    map_.for_each_block([&](MapBlock* mb) {
+      if (registry_.lookup(mb->base) != mb || registry_.lookup(mb->base + mb->length - 1) != mb) {
+        audit_fail(r, "I4 Registry does not answer for a Map block", mb->base, 0);
+      }
+      if (mb->state != State::kLive) return;
+      r.map_live += mb->length;
+      Located at;
+      if (!locate_block(mb, mb->base, &at)) {
+        audit_fail(r, "live Map block header fails its checksum", mb->base, 0);
+      } else {
+        check_live_block(r, at);
+      }
+    });
+    const uint64_t counted_map_live = sum_counter(&HeapCounters::map_live_bytes);
+    if (counted_map_live != r.map_live) audit_fail(r, "I7 map live counter != walk", counted_map_live, r.map_live);
+    r.metadata = metadata_bytes();
+    r.mapped = mapped_.load();
+    const uint64_t sum = r.pool_span_bytes + r.map_live + r.cached + r.pending + r.metadata;
+    if (sum != r.mapped) audit_fail(r, "I7 mapped != pool spans + map live + cached + pending + metadata", r.mapped, sum);
+    return r;
+  }
+
+  /**
+   * Returns every byte to the OS through the releaser and forgets all state.
+   * Tests only: the process allocator is never torn down.
+   */
+  void teardown() {
+    if (!ready()) return;
+    cache_.drain();
+    releaser_.flush();
+    auto give = [this](uintptr_t base, size_t len) { releaser_.add_raw(base, len); };
+    pool_.release_all(give);
+    map_.release_all(give);
+    releaser_.flush();
+    registry_.release_tables(give);
+    releaser_.flush();
+    pthread_key_delete(key_);
+    id_ = 0;  // a later init gets a new id, so no thread's cached heap pointer survives
+    ready_.store(false, std::memory_order_release);
+  }
+
+  /// Fork: takes every lock (prepare), releases them (parent), resets them (child).
+  void lock_all_for_fork() {
+    init_lock_.lock();
+    if (!ready()) return;
+    cache_.lock().lock();
+    releaser_.lock().lock();
+    map_.lock().lock();
+    pool_.lock_all();
+    registry_.lock().lock();
+  }
+  void unlock_all_after_fork() {
+    if (ready()) {
+      registry_.lock().unlock();
+      pool_.unlock_all();
+      map_.lock().unlock();
+      releaser_.lock().unlock();
+      cache_.lock().unlock();
+    }
+    init_lock_.unlock();
+  }
+
+ private:
+  static constexpr uint64_t kProcessAllocatorId = 1;
+
+  bool ensure_ready() {
+    if (__builtin_expect(ready_.load(std::memory_order_acquire), 1)) return true;
+    if constexpr (requires { Config::default_options(); }) {
+      return init_from_environment(Config::default_options());
+    } else {
+      return init_from_environment(nullptr);
+    }
+  }
+
+  bool init_locked(const Options& o) {
+    opts_ = o;
+    if (opts_.get(Opt::kMode) == kModeLearn) {
+      write_stderr(nullptr, "hakmem: mode=learn is not available yet; using mode=fixed\n", 58);
+      opts_.set(Opt::kMode, kModeFixed);
+    }
+    codec_.set_secret(make_secret());
+    if (id_ == 0) id_ = next_id();
+    const GiveBack give_back{[](void* ctx, uintptr_t base, size_t len) {
+                               static_cast<Allocator*>(ctx)->releaser_.add_raw(base, len);
+                             },
+                             this};
+    if (!registry_.init(&pal_, &mapped_)) return false;
+    pool_.init(&pal_, &registry_, &mapped_, give_back);
+    map_.init(&pal_, &registry_, &mapped_, give_back);
+    releaser_.init(&pal_, &registry_, &map_, &codec_, &mapped_, opts_.get(Opt::kBatch),
+                   opts_.get(Opt::kDecayMs) * 1000000ull);
+    cache_.init(&releaser_, opts_.get(Opt::kCache));
+    selector_.init_fixed(opts_.get(Opt::kThreshold));
+    if (pthread_key_create(&key_, &on_thread_exit) != 0) return false;
+    ready_.store(true, std::memory_order_release);
+    return true;
+  }
+
+  static uint64_t next_id() {
+    static std::atomic<uint64_t> counter{kProcessAllocatorId};
+    return counter.fetch_add(1) + 1;
+  }
+
+  // ------------------------------------------------------------ thread heaps
+
+  struct TlsHeap {
+    uint64_t id;
+    Heap* heap;
+  };
+  static inline thread_local TlsHeap t_heap_ = {0, nullptr};
+
+  Heap* heap() {
+    if (__builtin_expect(t_heap_.id == id_, 1)) return t_heap_.heap;
+    return heap_slow();
+  }
+
+  Heap* heap_slow() {
+    auto* h = static_cast<Heap*>(pthread_getspecific(key_));
+    if (h == nullptr) {
+      h = pool_.make_heap(id_);
+      if (h == nullptr) return nullptr;
+      h->owner = this;
+      pthread_setspecific(key_, h);
+    }
+    t_heap_ = TlsHeap{id_, h};
+    return h;
+  }
+
+  static void on_thread_exit(void* arg) {
+    auto* h = static_cast<Heap*>(arg);
+    auto* self = static_cast<Allocator*>(h->owner);
+    if (t_heap_.heap == h) t_heap_ = TlsHeap{0, nullptr};
+    self->pool_.retire_heap(h);
+  }
+
+  // ------------------------------------------------------------ alloc path
+
+  void* alloc_impl(size_t size, size_t align, uintptr_t site, Origin origin, bool* fresh) {
+    *fresh = false;
+    if (!ensure_ready()) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    if (size > kMaxRequest || align > kMaxRequest) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    Heap* h = heap();
+    if (h == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    // Strategy first: the threshold is read before any backing is touched (I3).
+    const StrategySnapshot snap = selector_.snapshot();
+    const uint64_t slack = align > kHeaderSize ? align - kHeaderSize : 0;
+    site &= kSiteMask;
+    if (size < snap.threshold && size + slack <= SizeClasses::kMaxUsable) {
+      const size_t c = SizeClasses::class_of(size + slack);
+      const uintptr_t block = pool_.alloc(h, c);
+      if (block == 0) {
+        errno = ENOMEM;
+        return nullptr;
+      }
+      const uintptr_t hdr = round_up(block + kHeaderSize, align) - kHeaderSize;
+      write_headers(block, hdr, Method::kPool, origin, snap.id, size, site);
+      h->counters.pool_allocs.add(1);
+      h->counters.pool_live_bytes.add(static_cast<int64_t>(SizeClasses::block_size(c)));
+      h->counters.pool_requested_live.add(static_cast<int64_t>(size));
+      return reinterpret_cast<void*>(hdr + kHeaderSize);
+    }
+    const uint64_t payload = size + slack;
+    const uint32_t cls = LargeClasses::class_of(payload);
+    MapBlock* mb = cache_.take(site, cls, payload, 0);
+    if (mb == nullptr) {
+      mb = map_.map(payload);
+      if (mb == nullptr) {
+        errno = ENOMEM;
+        return nullptr;
+      }
+      *fresh = true;  // straight from mmap: already zero
+    }
+    const uintptr_t hdr = round_up(mb->base + kHeaderSize, align) - kHeaderSize;
+    mb->hdr_offset = hdr - mb->base;
+    mb->state = State::kLive;
+    write_headers(mb->base, hdr, Method::kMap, origin, snap.id, size, site);
+    h->counters.map_allocs.add(1);
+    h->counters.map_live_bytes.add(static_cast<int64_t>(mb->length));
+    return reinterpret_cast<void*>(hdr + kHeaderSize);
+  }
+
+  void write_headers(uintptr_t block, uintptr_t hdr, Method method, Origin origin, uint8_t strategy, uint64_t size,
+                     uintptr_t site) {
+    if (hdr != block) {
+      HeaderFields fwd;
+      fwd.method = Method::kForward;
+      fwd.size = hdr - block;
+      codec_.encode(fwd, reinterpret_cast<void*>(block));
+    }
+    HeaderFields f;
+    f.method = method;
+    f.state = State::kLive;
+    f.origin = origin;
+    f.strategy = strategy;
+    f.size = size;
+    f.site = site;
+    codec_.encode(f, reinterpret_cast<void*>(hdr));
+  }
+
+  // ------------------------------------------------------------ validation
+
+  /**
+   * Finds the block p belongs to and checks, in order: ownership (Registry,
+   * before any byte near p is read), the canonical header at the block start
+   * (checksum), that p is exactly the pointer handed out, the method against
+   * the Registry, the state, and the origin.
+   */
+  Verdict locate(uintptr_t p, Origin origin, Located* at, bool check_origin = true) {
+    Extent* e = registry_.lookup(p);
+    at->extent = e;
+    if (e == nullptr) return at->verdict = Verdict::kInvalidPointer;
+    uintptr_t block;
+    if (e->kind == ExtentKind::kPoolSpan) {
+      block = Pool<Pal>::block_start(static_cast<Span*>(e), p);
+      if (block == 0) return at->verdict = Verdict::kInvalidPointer;  // never handed out
+      if (!locate_block(static_cast<Span*>(e), block, at)) return at->verdict;
+    } else {
+      block = e->base;
+      if (!locate_block(e, block, at)) return at->verdict;
+    }
+    if (p != at->header + kHeaderSize) return at->verdict = Verdict::kMisaligned;
+    const Method expected = e->kind == ExtentKind::kPoolSpan ? Method::kPool : Method::kMap;
+    if (at->fields.method != expected) return at->verdict = Verdict::kMethodMismatch;
+    if (at->fields.state != State::kLive) return at->verdict = Verdict::kDoubleFree;
+    if (check_origin && opts_.get(Opt::kOriginCheck) != 0 && !origins_compatible(at->fields.origin, origin)) {
+      return at->verdict = Verdict::kMismatchedOrigin;
+    }
+    if (at->fields.size > capacity_of(*at)) return at->verdict = Verdict::kCorrupted;
+    return at->verdict = Verdict::kOk;
+  }
+
+  /// Decodes the canonical header at `block` and follows a forward record. False (verdict set) when corrupt.
+  bool locate_block(Extent* e, uintptr_t block, Located* at) {
+    at->extent = e;
+    at->block = block;
+    at->header = block;
+    HeaderFields f;
+    if (!codec_.decode(reinterpret_cast<void*>(block), &f)) {
+      at->verdict = Verdict::kCorrupted;
+      return false;
+    }
+    if (f.method == Method::kForward) {
+      const uint64_t off = f.size;
+      const uint64_t room = e->kind == ExtentKind::kPoolSpan ? static_cast<Span*>(e)->block_size : e->length;
+      const uint64_t start = block - e->base;
+      if (off == 0 || off % kHeaderSize != 0 || start + off + kHeaderSize > start + room ||
+          !codec_.decode(reinterpret_cast<void*>(block + off), &f) || f.method == Method::kForward) {
+        at->verdict = Verdict::kCorrupted;
+        return false;
+      }
+      at->header = block + off;
+    }
+    at->fields = f;
+    at->fields_valid = true;
+    return true;
+  }
+
+  /// Bytes usable at the located block's user pointer.
+  uint64_t capacity_of(const Located& at) const {
+    const uint64_t offset = at.header - at.block;
+    if (at.extent->kind == ExtentKind::kPoolSpan) {
+      return static_cast<Span*>(at.extent)->block_size - offset - kHeaderSize;
+    }
+    return static_cast<MapBlock*>(at.extent)->capacity_at(offset);
+  }
+
+  /// Frees a block that locate() accepted.
+  void commit_free(const Located& at, uintptr_t site) {
+    HeaderFields f = at.fields;
+    Heap* me = heap();  // a thread that only frees gets a heap too: its counters stay exact
+    auto count = [this, me](OwnedCounter HeapCounters::*k, int64_t d) {
+      if (me != nullptr) {
+        (me->counters.*k).add(d);
+      } else {
+        (orphan_.*k).add_shared(d);  // no heap (metadata OOM): the shared fallback set
+      }
+    };
+    if (at.extent->kind == ExtentKind::kPoolSpan) {
+      auto* s = static_cast<Span*>(at.extent);
+      f.state = State::kFree;
+      codec_.encode(f, reinterpret_cast<void*>(at.header));
+      count(&HeapCounters::pool_frees, 1);
+      count(&HeapCounters::pool_live_bytes, -static_cast<int64_t>(s->block_size));
+      count(&HeapCounters::pool_requested_live, -static_cast<int64_t>(f.size));
+      pool_.free(me, s, at.block);
+      return;
+    }
+    auto* mb = static_cast<MapBlock*>(at.extent);
+    f.state = State::kCached;
+    codec_.encode(f, reinterpret_cast<void*>(at.header));
+    mb->state = State::kCached;
+    count(&HeapCounters::map_frees, 1);
+    count(&HeapCounters::map_live_bytes, -static_cast<int64_t>(mb->length));
+    cache_.put(mb, site & kSiteMask);
+  }
+
+  void report(Verdict v, const void* p, const Located& at, uintptr_t free_site, Origin free_origin) {
+    errors_[static_cast<size_t>(v)].fetch_add(1, std::memory_order_relaxed);
+    ErrorReport r;
+    r.kind = v;
+    r.ptr = p;
+    r.free_site = free_site;
+    r.free_origin = free_origin;
+    if (at.fields_valid && v != Verdict::kCorrupted) {
+      r.size_known = true;
+      r.size = at.fields.size;
+      r.alloc_site = at.fields.site;
+      r.alloc_origin = at.fields.origin;
+    }
+    format_report(r, sink_, sink_arg_);
+    if (opts_.get(Opt::kOnError) == kOnErrorAbort) abort();
+  }
+
+  uint64_t metadata_bytes() const { return registry_.mapped_bytes() + pool_.meta_bytes() + map_.meta_bytes(); }
+
+  static void audit_fail(AuditResult& r, const char* what, uint64_t a, uint64_t b) {
+    if (!r.ok) return;
+    r.ok = false;
+    Out o(
+        [](void* arg, const char* t, size_t n) {
+          char* dst = static_cast<char*>(arg);
+          const size_t have = strlen(dst);
+          const size_t room = sizeof(AuditResult::failure) - 1 - have;
+          memcpy(dst + have, t, n < room ? n : room);
+        },
+        r.failure);
+    o.str(what).str(" (").dec(a).str(" vs ").dec(b).ch(')');
+  }
+
+  /// I2 and I3 for one live block.
+  void check_live_block(AuditResult& r, const Located& at) {
+    ++r.live_blocks;
+    const Method expected = at.extent->kind == ExtentKind::kPoolSpan ? Method::kPool : Method::kMap;
+    if (at.fields.method != expected) audit_fail(r, "I2 header method != Registry kind", at.block, 0);
+    if (registry_.lookup(at.header + kHeaderSize) != at.extent) {
+      audit_fail(r, "I2 Registry does not own the user pointer", at.block, 0);
+    }
+    const uint64_t thr = selector_.threshold_of(at.fields.strategy);
+    const bool map_expected =
+        at.fields.size >= thr || at.fields.size + (at.header - at.block) > SizeClasses::kMaxUsable;
+    if (map_expected != (expected == Method::kMap)) {
+      audit_fail(r, "I3 method disagrees with the strategy in the header", at.fields.size, thr);
+    }
+  }
+
+  uint64_t sum_counter(OwnedCounter HeapCounters::*c) {
+    return static_cast<uint64_t>(pool_.sum_heaps([c](HeapCounters& hc) { return (hc.*c).get(); }) +
+                                 (orphan_.*c).get());
+  }
+
+ private:
+  Pal pal_{};
+  Options opts_{};
+  HeaderCodec codec_{};
+  Registry<Pal> registry_{};
+  Pool<Pal> pool_{};
+  MapBacking<Pal> map_{};
+  BatchReleaser<Pal> releaser_{};
+  BigCache<Pal> cache_{};
+  Selector selector_{};
+  std::atomic<uint64_t> mapped_{0};
+  std::atomic<uint64_t> errors_[static_cast<size_t>(Verdict::kCount)] = {};
+  std::atomic<bool> ready_{false};
+  SpinLock init_lock_;
+  HeapCounters orphan_{};
+  uint64_t id_ = 0;
+  pthread_key_t key_ = 0;
+  WriteFn sink_ = write_stderr;
+  void* sink_arg_ = nullptr;
+};
+
+}  // namespace hakmem

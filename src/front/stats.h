@@ -1,0 +1,40 @@
+// A point-in-time copy of every counter, and its table and JSON renderings.
+#pragma once
+
+#include <cstdint>
+
+#include "core/core.h"
+#include "header/header.h"
+
+namespace hakmem {
+
+/// Every statistic hakmem reports, gathered at one moment.
+struct StatsSnapshot {
+  // selector
+  uint64_t mode = 0;
+  uint8_t strategy = 0;
+  uint64_t threshold = 0;
+  // pool
+  uint64_t pool_allocs = 0, pool_frees = 0, pool_live_bytes = 0, pool_span_bytes = 0, pool_spans = 0;
+  uint64_t remote_frees = 0;
+  // map
+  uint64_t map_allocs = 0, map_frees = 0, map_live_bytes = 0;
+  // BigCache
+  uint64_t cache_hits = 0, cache_misses = 0, cache_puts = 0, cache_evictions = 0, cache_bypass = 0;
+  uint64_t cache_bytes = 0, cache_blocks = 0, cache_cap = 0;
+  // BatchReleaser
+  uint64_t release_blocks = 0, release_bytes = 0, release_flushes = 0, unmap_calls = 0, syscalls_saved = 0;
+  uint64_t pending_bytes = 0, batch_bytes = 0;
+  // memory (I7: mapped = pool spans + map live + cached + pending + metadata)
+  uint64_t mapped_bytes = 0, metadata_bytes = 0;
+  // misuse
+  uint64_t errors[static_cast<size_t>(Verdict::kCount)] = {};
+  uint64_t errors_total = 0;
+};
+
+/// The human-readable table (stats=1, hak_stats_print).
+void print_stats_table(const StatsSnapshot& s, WriteFn fn, void* arg);
+/// The same numbers as one JSON object (stats=json).
+void print_stats_json(const StatsSnapshot& s, WriteFn fn, void* arg);
+
+}  // namespace hakmem

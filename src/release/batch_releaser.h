@@ -1,0 +1,179 @@
+// BatchReleaser: the only code that returns memory to the OS; sorts, coalesces and unmaps in batches.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "backing/backing.h"
+#include "core/core.h"
+#include "header/header.h"
+#include "pal/pal.h"
+
+namespace hakmem {
+
+/// Releaser counters (stats and tests).
+struct ReleaseCounters {
+  std::atomic<uint64_t> blocks{0};        ///< ranges added
+  std::atomic<uint64_t> bytes{0};         ///< bytes added
+  std::atomic<uint64_t> flushes{0};       ///< flushes that released something
+  std::atomic<uint64_t> unmap_calls{0};   ///< munmap syscalls made
+  std::atomic<uint64_t> syscalls_saved{0};  ///< ranges released minus munmap calls (coalescing)
+  std::atomic<uint64_t> unmap_failures{0};
+};
+
+/**
+ * Holds ranges waiting to be unmapped and releases them together: when the
+ * pending bytes reach the batch threshold, when the pending array is full, on
+ * flush() (hak_flush), on a decay tick (the oldest range is older than
+ * decay_ns) and at exit. A flush sorts the ranges by address and unmaps each
+ * run of adjacent ranges with one munmap. A block's pages stay mapped, and
+ * registered, until its flush: a double free of a pending block is still seen
+ * as one. It is the only holder of a ReleaseCapability (I1).
+ */
+template <class Pal>
+class BatchReleaser {
+ public:
+  static constexpr size_t kMaxPending = 256;
+
+  void init(Pal* pal, Registry<Pal>* registry, MapBacking<Pal>* map, const HeaderCodec* codec,
+            std::atomic<uint64_t>* tally, uint64_t batch_bytes, uint64_t decay_ns) {
+    pal_ = pal;
+    registry_ = registry;
+    map_ = map;
+    codec_ = codec;
+    tally_ = tally;
+    batch_bytes_ = batch_bytes;
+    decay_ns_ = decay_ns;
+  }
+
+  /**
+   * Takes an evicted Map block: its header becomes Releasing and it waits for
+   * the next flush. Must be called with no hot lock held (it may flush).
+   */
+  void add(MapBlock* mb) {
+    mark_releasing(mb);
+    push(Pending{mb->base, mb->length, mb});
+  }
+
+  /// Takes a raw range that was never registered (a failed set-up, or teardown).
+  void add_raw(uintptr_t base, size_t len) { push(Pending{base, len, nullptr}); }
+
+  /// Releases everything pending now. Returns the number of ranges released.
+  size_t flush() {
+    Pending batch[kMaxPending];
+    size_t n = 0;
+    {
+      LockGuard g(lock_);
+      n = count_;
+      std::copy(pending_, pending_ + n, batch);
+      count_ = 0;
+      pending_bytes_.store(0, std::memory_order_relaxed);
+    }
+    if (n == 0) return 0;
+    release(batch, n);
+    return n;
+  }
+
+  uint64_t pending_bytes() const { return pending_bytes_.load(std::memory_order_relaxed); }
+  uint64_t batch_bytes() const { return batch_bytes_; }
+  const ReleaseCounters& counters() const { return counters_; }
+
+  /// TestOnly: calls fn(base, len, desc) for every pending range. Caller guarantees quiescence.
+  template <class Fn>
+  void for_each_pending(Fn&& fn) {
+    LockGuard g(lock_);
+    for (size_t i = 0; i < count_; ++i) fn(pending_[i].base, pending_[i].len, pending_[i].desc);
+  }
+
+  SpinLock& lock() { return lock_; }
+
+ private:
+  struct Pending {
+    uintptr_t base;
+    size_t len;
+    MapBlock* desc;
+  };
+
+  void mark_releasing(MapBlock* mb) {
+    void* at = reinterpret_cast<void*>(mb->base + mb->hdr_offset);
+    HeaderFields f;
+    if (!codec_->decode(at, &f)) {
+      // The cached block's header was overwritten after it was freed; the
+      // block is on its way out anyway, so describe it afresh.
+      f = HeaderFields{};
+      f.method = Method::kMap;
+      f.size = mb->capacity_at(mb->hdr_offset);
+    }
+    f.state = State::kReleasing;
+    codec_->encode(f, at);
+    mb->state = State::kReleasing;
+  }
+
+  void push(const Pending& p) {
+    bool must_flush = false;
+    for (;;) {
+      {
+        LockGuard g(lock_);
+        if (count_ < kMaxPending) {
+          if (count_ == 0) oldest_ns_ = pal_->now_ns();
+          pending_[count_++] = p;
+          const uint64_t bytes = pending_bytes_.load(std::memory_order_relaxed) + p.len;
+          pending_bytes_.store(bytes, std::memory_order_relaxed);
+          must_flush = bytes >= batch_bytes_ || count_ == kMaxPending ||
+                       (decay_ns_ != 0 && pal_->now_ns() - oldest_ns_ >= decay_ns_);
+          break;
+        }
+      }
+      flush();  // full: make room, then try again
+    }
+    counters_.blocks.fetch_add(1, std::memory_order_relaxed);
+    counters_.bytes.fetch_add(p.len, std::memory_order_relaxed);
+    if (must_flush) flush();
+  }
+
+  void release(Pending* batch, size_t n) {
+    std::sort(batch, batch + n, [](const Pending& a, const Pending& b) { return a.base < b.base; });
+    // Unregister first: from here on a stale pointer into these pages is "not ours".
+    for (size_t i = 0; i < n; ++i) {
+      if (batch[i].desc != nullptr) registry_->clear(batch[i].base, batch[i].len);
+    }
+    size_t calls = 0;
+    for (size_t i = 0; i < n;) {
+      uintptr_t run_base = batch[i].base;
+      size_t run_len = batch[i].len;
+      size_t j = i + 1;
+      while (j < n && batch[j].base == run_base + run_len) run_len += batch[j++].len;
+      if (pal_->unmap(ReleaseCapability{}, reinterpret_cast<void*>(run_base), run_len)) {
+        tally_->fetch_sub(run_len, std::memory_order_relaxed);
+      } else {
+        counters_.unmap_failures.fetch_add(1, std::memory_order_relaxed);
+      }
+      ++calls;
+      i = j;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (batch[i].desc != nullptr) map_->retire(batch[i].desc);
+    }
+    counters_.flushes.fetch_add(1, std::memory_order_relaxed);
+    counters_.unmap_calls.fetch_add(calls, std::memory_order_relaxed);
+    counters_.syscalls_saved.fetch_add(n - calls, std::memory_order_relaxed);
+  }
+
+  Pal* pal_ = nullptr;
+  Registry<Pal>* registry_ = nullptr;
+  MapBacking<Pal>* map_ = nullptr;
+  const HeaderCodec* codec_ = nullptr;
+  std::atomic<uint64_t>* tally_ = nullptr;
+  uint64_t batch_bytes_ = 8 * kMiB;
+  uint64_t decay_ns_ = 0;
+  SpinLock lock_;
+  Pending pending_[kMaxPending] = {};
+  size_t count_ = 0;
+  uint64_t oldest_ns_ = 0;
+  std::atomic<uint64_t> pending_bytes_{0};
+  ReleaseCounters counters_;
+};
+
+}  // namespace hakmem
