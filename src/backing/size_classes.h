@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/bits.h"
+#include "core/core.h"
 #include "header/header.h"
 
 namespace hakmem {

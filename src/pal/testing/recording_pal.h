@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/spin_lock.h"
+#include "core/core.h"
 #include "pal/pal_concept.h"
 
 namespace hakmem {
