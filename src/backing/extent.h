@@ -43,17 +43,19 @@ class ObjectPool {
   T* make() {
     LockGuard g(lock_);
     if (free_ == nullptr && !grow()) return nullptr;
-    Node* n = free_;
-    free_ = n->next;
+    Slot* n = free_;
+    free_ = n->node.next;
+    n->live = true;
     ++live_;
-    return new (n) T();
+    return new (&n->node) T();
   }
 
   void destroy(T* t) {
     t->~T();
-    auto* n = reinterpret_cast<Node*>(t);
+    auto* n = reinterpret_cast<Slot*>(t);  // the node is the slot's first member
     LockGuard g(lock_);
-    n->next = free_;
+    n->live = false;
+    n->node.next = free_;
     free_ = n;
     --live_;
   }
@@ -66,8 +68,7 @@ class ObjectPool {
   void for_each_live(Fn&& fn) {
     for (Chunk* c = chunk_list_; c != nullptr; c = c->next) {
       for (size_t i = 0; i < kPerChunk; ++i) {
-        T* t = reinterpret_cast<T*>(&c->slots[i]);
-        if (!is_free(t)) fn(t);
+        if (c->slots[i].live) fn(reinterpret_cast<T*>(&c->slots[i].node));
       }
     }
   }
@@ -90,15 +91,20 @@ class ObjectPool {
   SpinLock& lock() { return lock_; }
 
  private:
+  struct Slot;
   union Node {
-    Node* next;
+    Slot* next;
     alignas(T) unsigned char bytes[sizeof(T)];
+  };
+  struct Slot {
+    Node node;
+    bool live;  ///< lets audits walk live objects in linear time
   };
   struct Chunk {
     Chunk* next;
-    Node slots[1];
+    Slot slots[1];
   };
-  static constexpr size_t kPerChunk = (kChunkSize - alignof(Node) - sizeof(Chunk*)) / sizeof(Node);
+  static constexpr size_t kPerChunk = (kChunkSize - alignof(Slot) - sizeof(Chunk*)) / sizeof(Slot);
   static_assert(kPerChunk >= 4, "descriptor too large for a metadata chunk");
 
   bool grow() {
@@ -110,23 +116,18 @@ class ObjectPool {
     chunk_list_ = c;
     ++chunks_;
     for (size_t i = kPerChunk; i-- > 0;) {
-      c->slots[i].next = free_;
+      c->slots[i].live = false;
+      c->slots[i].node.next = free_;
       free_ = &c->slots[i];
     }
     return true;
-  }
-  bool is_free(T* t) const {
-    for (Node* n = free_; n != nullptr; n = n->next) {
-      if (reinterpret_cast<void*>(n) == reinterpret_cast<void*>(t)) return true;
-    }
-    return false;
   }
 
   Pal* pal_ = nullptr;
   Layer layer_ = Layer::kMeta;
   std::atomic<uint64_t>* tally_ = nullptr;
   SpinLock lock_;
-  Node* free_ = nullptr;
+  Slot* free_ = nullptr;
   Chunk* chunk_list_ = nullptr;
   size_t chunks_ = 0;
   size_t live_ = 0;

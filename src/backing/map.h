@@ -98,8 +98,9 @@ class MapBacking {
     const uint32_t c = LargeClasses::class_of(payload);
     mb->cls = c;
     if (!registry_->assign(mb->base, len, mb)) {
+      const uintptr_t base = mb->base;  // read before destroy(): the pool reuses the descriptor's bytes
       descs_.destroy(mb);
-      give_back_(mb->base, len);
+      give_back_(base, len);
       return nullptr;
     }
     return mb;

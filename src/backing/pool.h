@@ -73,11 +73,34 @@ struct OwnedCounter {
   int64_t get() const { return v.load(std::memory_order_relaxed); }
 };
 
-/// Per-thread counters folded into the stats on demand (never a shared write on the fast path).
+/**
+ * Per-thread counters folded into the stats on demand (never a shared write on
+ * the fast path). Pool ops cost one counter each: live Pool bytes are derived
+ * from the per-class alloc and free counts.
+ */
 struct HeapCounters {
-  OwnedCounter pool_allocs, pool_frees, pool_live_bytes, pool_requested_live;
+  OwnedCounter pool_allocs[SizeClasses::kCount];
+  OwnedCounter pool_frees[SizeClasses::kCount];
   OwnedCounter map_allocs, map_frees, map_live_bytes;
   OwnedCounter remote_frees;
+
+  int64_t pool_live_bytes() const {
+    int64_t bytes = 0;
+    for (size_t c = 0; c < SizeClasses::kCount; ++c) {
+      bytes += (pool_allocs[c].get() - pool_frees[c].get()) * static_cast<int64_t>(SizeClasses::block_size(c));
+    }
+    return bytes;
+  }
+  int64_t pool_alloc_count() const {
+    int64_t n = 0;
+    for (const OwnedCounter& c : pool_allocs) n += c.get();
+    return n;
+  }
+  int64_t pool_free_count() const {
+    int64_t n = 0;
+    for (const OwnedCounter& c : pool_frees) n += c.get();
+    return n;
+  }
 };
 
 /**
@@ -324,24 +347,24 @@ class Pool {
       }
       if (h->partial[c].head != nullptr) return alloc(h, c);
     }
-    // 3. Adopt a span some exited thread abandoned.
-    Span* s = nullptr;
-    {
-      LockGuard g(lists_lock_);
-      s = abandoned_[c].pop();
-      if (s != nullptr) s->owner.store(h, std::memory_order_release);
-    }
-    if (s == nullptr) s = new_span(h, c);
-    if (s == nullptr) return 0;
-    drain_remote(s);
-    if (s->has_room()) {
-      h->partial[c].push(s);
-    } else {
-      s->in_full = true;
+    // 3. Adopt spans some exited thread abandoned, until one has room; else map a new one.
+    for (;;) {
+      Span* s = nullptr;
+      {
+        LockGuard g(lists_lock_);
+        s = abandoned_[c].pop();
+        if (s != nullptr) s->owner.store(h, std::memory_order_release);
+      }
+      if (s == nullptr) s = new_span(h, c);
+      if (s == nullptr) return 0;
+      drain_remote(s);
+      if (s->has_room()) {
+        h->partial[c].push(s);
+        return alloc(h, c);
+      }
+      s->in_full = true;  // adopted but still full: keep it, look further
       h->full[c].push(s);
-      return alloc_slow(h, c);
     }
-    return alloc(h, c);
   }
 
   Span* new_span(Heap* h, size_t c) {

@@ -103,7 +103,8 @@ class Registry {
 
   void fill(uintptr_t base, size_t len, Extent* e) {
     std::atomic<Slot*>* root = root_.load(std::memory_order_acquire);
-    for (uintptr_t a = base; a < base + len; a += (uintptr_t{1} << kPageShift)) {
+    // Every page the range touches, including a partial first and last page.
+    for (uintptr_t a = base & ~((uintptr_t{1} << kPageShift) - 1); a < base + len; a += (uintptr_t{1} << kPageShift)) {
       Slot* leaf = root[a >> (kPageShift + kLeafBits)].load(std::memory_order_acquire);
       leaf[(a >> kPageShift) & ((size_t{1} << kLeafBits) - 1)].store(e, std::memory_order_release);
     }

@@ -80,7 +80,7 @@ class BigCache {
       releaser_->add(mb);
       return;
     }
-    MapBlock* evicted[kRingSlots + 64];
+    MapBlock* evicted[kEvictBatch];
     size_t n = 0;
     {
       LockGuard g(lock_);
@@ -93,15 +93,16 @@ class BigCache {
         unlink(victim);
         evicted[n++] = victim;
       }
-      while (bytes_ > cap_ && lru_tail_ != nullptr && n < sizeof(evicted) / sizeof(evicted[0])) {
-        MapBlock* victim = lru_tail_;
-        unlink(victim);
-        evicted[n++] = victim;
-      }
+      n += evict_over_cap(evicted + n, kEvictBatch - n);
     }
     // Hand over outside the cache lock: the releaser may flush (syscalls).
-    counters_.evictions.fetch_add(n, std::memory_order_relaxed);
-    for (size_t i = 0; i < n; ++i) releaser_->add(evicted[i]);
+    for (;;) {
+      counters_.evictions.fetch_add(n, std::memory_order_relaxed);
+      for (size_t i = 0; i < n; ++i) releaser_->add(evicted[i]);
+      LockGuard g(lock_);  // one put of a big block may push out many small ones
+      n = evict_over_cap(evicted, kEvictBatch);
+      if (n == 0) return;
+    }
   }
 
   /// Evicts everything to the releaser (hak_flush, teardown).
@@ -138,6 +139,19 @@ class BigCache {
   SpinLock& lock() { return lock_; }
 
  private:
+  static constexpr size_t kEvictBatch = 64;
+
+  /// Unlinks the coldest blocks while over the cap, at most `room`; caller holds the lock.
+  size_t evict_over_cap(MapBlock** out, size_t room) {
+    size_t n = 0;
+    while (bytes_ > cap_ && lru_tail_ != nullptr && n < room) {
+      MapBlock* victim = lru_tail_;
+      unlink(victim);
+      out[n++] = victim;
+    }
+    return n;
+  }
+
   struct Ring {
     MapBlock* head = nullptr;
     MapBlock* tail = nullptr;

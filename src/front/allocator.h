@@ -19,16 +19,18 @@
 #include "release/release.h"
 #include "select/select.h"
 
+#define HAKMEM_ALWAYS_INLINE inline __attribute__((always_inline))
+
 namespace hakmem {
 
 /// Where a pointer leads, as found by validation.
 struct Located {
   Verdict verdict = Verdict::kInvalidPointer;
   Extent* extent = nullptr;
-  uintptr_t block = 0;   ///< block start (Pool) or mapping base (Map)
-  uintptr_t header = 0;  ///< the real header (block, or block + offset for aligned blocks)
-  bool fields_valid = false;
-  HeaderFields fields;   ///< the real header, when fields_valid
+  uintptr_t block = 0;     ///< block start (Pool) or mapping base (Map)
+  uintptr_t header = 0;    ///< the real header (block, or block + offset for aligned blocks)
+  bool header_ok = false;  ///< h passed its checksum
+  Header h{};              ///< the real header, when header_ok
 };
 
 /// The result of an audit of invariants that need a walk of the structures (TestOnly).
@@ -120,7 +122,7 @@ class Allocator {
   /// n * size zeroed bytes; overflow gives nullptr with ENOMEM, never a short block.
   void* calloc(size_t n, size_t size, uintptr_t site) {
     size_t total;
-    if (mul_overflows(n, size, &total)) {
+    if (mul_overflows(n, size, &total) || total > kMaxRequest) {
       errno = ENOMEM;
       return nullptr;
     }
@@ -146,32 +148,29 @@ class Allocator {
       return nullptr;
     }
     if (size == 0) {
-      commit_free(at, site);
+      commit_free(at);
       return nullptr;
     }
     const uint64_t capacity = capacity_of(at);
     const StrategySnapshot snap = selector_.snapshot();
     const bool want_map = size >= snap.threshold;
-    const bool is_map = at.fields.method == Method::kMap;
+    const bool is_map = at.h.method() == Method::kMap;
     // Stay in place when the block fits, its backing still agrees with the
     // strategy in force (I3), and it is not grossly oversized.
     if (size <= capacity && want_map == is_map && (size > capacity / 2 || capacity <= 2 * kHeaderSize)) {
-      HeaderFields f = at.fields;
-      const int64_t delta = static_cast<int64_t>(size) - static_cast<int64_t>(f.size);
+      HeaderFields f = at.h.fields();
       f.size = size;
       f.strategy = snap.id;
       codec_.encode(f, reinterpret_cast<void*>(at.header));
-      if (!is_map) {
-        if (Heap* h = heap()) h->counters.pool_requested_live.add(delta);
-      }
       return p;
     }
-    const Origin origin = at.fields.origin == Origin::kAligned ? Origin::kMalloc : at.fields.origin;
+    const Origin origin = at.h.origin() == Origin::kAligned ? Origin::kMalloc : at.h.origin();
     bool fresh;
     void* q = alloc_impl(size, kHeaderSize, site, origin, &fresh);
     if (q == nullptr) return nullptr;  // errno is ENOMEM; p is untouched
-    memcpy(q, p, size < at.fields.size ? size : at.fields.size);
-    commit_free(at, site);
+    const uint64_t old_size = at.h.size();
+    memcpy(q, p, size < old_size ? size : old_size);
+    commit_free(at);
     return q;
   }
 
@@ -191,7 +190,7 @@ class Allocator {
       report(v, p, at, site, origin);
       return v;
     }
-    commit_free(at, site);
+    commit_free(at);
     return Verdict::kOk;
   }
 
@@ -236,9 +235,9 @@ class Allocator {
     s.strategy = snap.id;
     s.threshold = snap.threshold;
     auto sum = [this](OwnedCounter HeapCounters::*c) { return sum_counter(c); };
-    s.pool_allocs = sum(&HeapCounters::pool_allocs);
-    s.pool_frees = sum(&HeapCounters::pool_frees);
-    s.pool_live_bytes = sum(&HeapCounters::pool_live_bytes);
+    s.pool_allocs = sum_heaps([](const HeapCounters& c) { return c.pool_alloc_count(); });
+    s.pool_frees = sum_heaps([](const HeapCounters& c) { return c.pool_free_count(); });
+    s.pool_live_bytes = sum_heaps([](const HeapCounters& c) { return c.pool_live_bytes(); });
     s.remote_frees = sum(&HeapCounters::remote_frees);
     s.pool_span_bytes = pool_.span_bytes();
     s.pool_spans = pool_.span_count();
@@ -291,9 +290,9 @@ class Allocator {
     Located at;
     info.verdict = locate(reinterpret_cast<uintptr_t>(p), Origin::kMalloc, &at, /*check_origin=*/false);
     if (at.extent != nullptr) info.kind = at.extent->kind;
-    if (at.fields_valid) {
-      info.fields = at.fields;
-      info.threshold_of_strategy = selector_.threshold_of(at.fields.strategy);
+    if (at.header_ok) {
+      info.fields = at.h.fields();
+      info.threshold_of_strategy = selector_.threshold_of(at.h.strategy());
     }
     if (info.verdict == Verdict::kOk) info.usable = capacity_of(at);
     return info;
@@ -321,7 +320,7 @@ class Allocator {
     if (r.pool_free + r.pool_live != r.pool_span_bytes) {
       audit_fail(r, "I7 pool spans != free + live", r.pool_free + r.pool_live, r.pool_span_bytes);
     }
-    const uint64_t counted_pool_live = sum_counter(&HeapCounters::pool_live_bytes);
+    const uint64_t counted_pool_live = sum_heaps([](const HeapCounters& c) { return c.pool_live_bytes(); });
     if (counted_pool_live != walked_pool_live) {
       audit_fail(r, "I7 pool live counter != walk", counted_pool_live, walked_pool_live);
     }
@@ -335,7 +334,7 @@ class Allocator {
         Located at;
         if (!locate_block(s, block, &at)) {
           audit_fail(r, "carved Pool block header fails its checksum", block, 0);
-        } else if (at.fields.state == State::kLive) {
+        } else if (at.h.state() == State::kLive) {
           check_live_block(r, at);
         }
       }
@@ -500,7 +499,7 @@ class Allocator {
 
   // ------------------------------------------------------------ alloc path
 
-  void* alloc_impl(size_t size, size_t align, uintptr_t site, Origin origin, bool* fresh) {
+  HAKMEM_ALWAYS_INLINE void* alloc_impl(size_t size, size_t align, uintptr_t site, Origin origin, bool* fresh) {
     *fresh = false;
     if (!ensure_ready()) {
       errno = ENOMEM;
@@ -517,20 +516,20 @@ class Allocator {
     }
     // Strategy first: the threshold is read before any backing is touched (I3).
     const StrategySnapshot snap = selector_.snapshot();
-    const uint64_t slack = align > kHeaderSize ? align - kHeaderSize : 0;
+    const uint64_t slack = align_slack(align);
     site &= kSiteMask;
     if (size < snap.threshold && size + slack <= SizeClasses::kMaxUsable) {
-      const size_t c = SizeClasses::class_of(size + slack);
+      // At least one usable byte, so the user pointer lies inside its block even for
+      // an aligned zero-size request (else it would be the next block's address).
+      const size_t c = SizeClasses::class_of((size == 0 ? 1 : size) + slack);
       const uintptr_t block = pool_.alloc(h, c);
       if (block == 0) {
         errno = ENOMEM;
         return nullptr;
       }
-      const uintptr_t hdr = round_up(block + kHeaderSize, align) - kHeaderSize;
+      const uintptr_t hdr = header_for(block, align);
       write_headers(block, hdr, Method::kPool, origin, snap.id, size, site);
-      h->counters.pool_allocs.add(1);
-      h->counters.pool_live_bytes.add(static_cast<int64_t>(SizeClasses::block_size(c)));
-      h->counters.pool_requested_live.add(static_cast<int64_t>(size));
+      h->counters.pool_allocs[c].add(1);
       return reinterpret_cast<void*>(hdr + kHeaderSize);
     }
     const uint64_t payload = size + slack;
@@ -544,7 +543,7 @@ class Allocator {
       }
       *fresh = true;  // straight from mmap: already zero
     }
-    const uintptr_t hdr = round_up(mb->base + kHeaderSize, align) - kHeaderSize;
+    const uintptr_t hdr = header_for(mb->base, align);
     mb->hdr_offset = hdr - mb->base;
     mb->state = State::kLive;
     write_headers(mb->base, hdr, Method::kMap, origin, snap.id, size, site);
@@ -553,7 +552,22 @@ class Allocator {
     return reinterpret_cast<void*>(hdr + kHeaderSize);
   }
 
-  void write_headers(uintptr_t block, uintptr_t hdr, Method method, Origin origin, uint8_t strategy, uint64_t size,
+  /**
+   * Where the real header goes for an `align`-aligned user pointer in a block
+   * at `block`: the block start when that already aligns the user pointer,
+   * else at least 32 bytes in, so that neither the forward record at the block
+   * start nor the free-list link a freed Pool block keeps at block + 16 can
+   * overlap it (the real header of a freed block must survive for double-free
+   * reports with size and site).
+   */
+  static uintptr_t header_for(uintptr_t block, size_t align) {
+    if ((block + kHeaderSize) % align == 0) return block;
+    return round_up(block + 3 * kHeaderSize, align) - kHeaderSize;
+  }
+  /// The most header_for() can move the header in: align + 16 (0 for plain 16-byte alignment).
+  static constexpr uint64_t align_slack(size_t align) { return align > kHeaderSize ? align + kHeaderSize : 0; }
+
+  HAKMEM_ALWAYS_INLINE void write_headers(uintptr_t block, uintptr_t hdr, Method method, Origin origin, uint8_t strategy, uint64_t size,
                      uintptr_t site) {
     if (hdr != block) {
       HeaderFields fwd;
@@ -579,53 +593,55 @@ class Allocator {
    * (checksum), that p is exactly the pointer handed out, the method against
    * the Registry, the state, and the origin.
    */
-  Verdict locate(uintptr_t p, Origin origin, Located* at, bool check_origin = true) {
+  HAKMEM_ALWAYS_INLINE Verdict locate(uintptr_t p, Origin origin, Located* at, bool check_origin = true) {
     Extent* e = registry_.lookup(p);
     at->extent = e;
     if (e == nullptr) return at->verdict = Verdict::kInvalidPointer;
-    uintptr_t block;
+    uintptr_t block = e->base;
+    Method expected = Method::kMap;
     if (e->kind == ExtentKind::kPoolSpan) {
       block = Pool<Pal>::block_start(static_cast<Span*>(e), p);
       if (block == 0) return at->verdict = Verdict::kInvalidPointer;  // never handed out
-      if (!locate_block(static_cast<Span*>(e), block, at)) return at->verdict;
-    } else {
-      block = e->base;
-      if (!locate_block(e, block, at)) return at->verdict;
+      expected = Method::kPool;
     }
+    if (!locate_block(e, block, at)) return at->verdict;
     if (p != at->header + kHeaderSize) return at->verdict = Verdict::kMisaligned;
-    const Method expected = e->kind == ExtentKind::kPoolSpan ? Method::kPool : Method::kMap;
-    if (at->fields.method != expected) return at->verdict = Verdict::kMethodMismatch;
-    if (at->fields.state != State::kLive) return at->verdict = Verdict::kDoubleFree;
-    if (check_origin && opts_.get(Opt::kOriginCheck) != 0 && !origins_compatible(at->fields.origin, origin)) {
+    const Header& h = at->h;
+    if (h.state() != State::kLive) return at->verdict = Verdict::kDoubleFree;
+    if (h.method() != expected) return at->verdict = Verdict::kMethodMismatch;
+    if (check_origin && !origins_compatible(h.origin(), origin) && opts_.get(Opt::kOriginCheck) != 0) {
       return at->verdict = Verdict::kMismatchedOrigin;
     }
-    if (at->fields.size > capacity_of(*at)) return at->verdict = Verdict::kCorrupted;
+    if (h.size() > capacity_of(*at)) return at->verdict = Verdict::kCorrupted;
     return at->verdict = Verdict::kOk;
   }
 
-  /// Decodes the canonical header at `block` and follows a forward record. False (verdict set) when corrupt.
-  bool locate_block(Extent* e, uintptr_t block, Located* at) {
+  /// Checks the canonical header at `block` and follows a forward record. False (verdict set) when corrupt.
+  HAKMEM_ALWAYS_INLINE bool locate_block(Extent* e, uintptr_t block, Located* at) {
     at->extent = e;
     at->block = block;
     at->header = block;
-    HeaderFields f;
-    if (!codec_.decode(reinterpret_cast<void*>(block), &f)) {
+    Header h = HeaderCodec::load(reinterpret_cast<void*>(block));
+    if (__builtin_expect(!codec_.valid(h, block), 0)) {
       at->verdict = Verdict::kCorrupted;
       return false;
     }
-    if (f.method == Method::kForward) {
-      const uint64_t off = f.size;
+    if (__builtin_expect(h.method() == Method::kForward, 0)) {
+      const uint64_t off = h.size();
       const uint64_t room = e->kind == ExtentKind::kPoolSpan ? static_cast<Span*>(e)->block_size : e->length;
-      const uint64_t start = block - e->base;
-      if (off == 0 || off % kHeaderSize != 0 || start + off + kHeaderSize > start + room ||
-          !codec_.decode(reinterpret_cast<void*>(block + off), &f) || f.method == Method::kForward) {
+      if (off == 0 || off % kHeaderSize != 0 || off + kHeaderSize > room) {
         at->verdict = Verdict::kCorrupted;
         return false;
       }
       at->header = block + off;
+      h = HeaderCodec::load(reinterpret_cast<void*>(at->header));
+      if (!codec_.valid(h, at->header) || h.method() == Method::kForward) {
+        at->verdict = Verdict::kCorrupted;
+        return false;
+      }
     }
-    at->fields = f;
-    at->fields_valid = true;
+    at->h = h;
+    at->header_ok = true;
     return true;
   }
 
@@ -638,9 +654,8 @@ class Allocator {
     return static_cast<MapBlock*>(at.extent)->capacity_at(offset);
   }
 
-  /// Frees a block that locate() accepted.
-  void commit_free(const Located& at, uintptr_t site) {
-    HeaderFields f = at.fields;
+  /// Frees a block that locate() accepted: one re-seal of the header, one counter.
+  HAKMEM_ALWAYS_INLINE void commit_free(const Located& at) {
     Heap* me = heap();  // a thread that only frees gets a heap too: its counters stay exact
     auto count = [this, me](OwnedCounter HeapCounters::*k, int64_t d) {
       if (me != nullptr) {
@@ -651,21 +666,23 @@ class Allocator {
     };
     if (at.extent->kind == ExtentKind::kPoolSpan) {
       auto* s = static_cast<Span*>(at.extent);
-      f.state = State::kFree;
-      codec_.encode(f, reinterpret_cast<void*>(at.header));
-      count(&HeapCounters::pool_frees, 1);
-      count(&HeapCounters::pool_live_bytes, -static_cast<int64_t>(s->block_size));
-      count(&HeapCounters::pool_requested_live, -static_cast<int64_t>(f.size));
+      HeaderCodec::store(codec_.with_state(at.h, State::kFree, at.header), reinterpret_cast<void*>(at.header));
+
+      OwnedCounter& frees = (me != nullptr ? me->counters : orphan_).pool_frees[s->cls];
+      if (me != nullptr) {
+        frees.add(1);
+      } else {
+        frees.add_shared(1);
+      }
       pool_.free(me, s, at.block);
       return;
     }
     auto* mb = static_cast<MapBlock*>(at.extent);
-    f.state = State::kCached;
-    codec_.encode(f, reinterpret_cast<void*>(at.header));
+    HeaderCodec::store(codec_.with_state(at.h, State::kCached, at.header), reinterpret_cast<void*>(at.header));
     mb->state = State::kCached;
     count(&HeapCounters::map_frees, 1);
     count(&HeapCounters::map_live_bytes, -static_cast<int64_t>(mb->length));
-    cache_.put(mb, site & kSiteMask);
+    cache_.put(mb, at.h.site());  // keyed by the allocation site: "same place, same pattern"
   }
 
   void report(Verdict v, const void* p, const Located& at, uintptr_t free_site, Origin free_origin) {
@@ -675,11 +692,11 @@ class Allocator {
     r.ptr = p;
     r.free_site = free_site;
     r.free_origin = free_origin;
-    if (at.fields_valid && v != Verdict::kCorrupted) {
+    if (at.header_ok && v != Verdict::kCorrupted) {
       r.size_known = true;
-      r.size = at.fields.size;
-      r.alloc_site = at.fields.site;
-      r.alloc_origin = at.fields.origin;
+      r.size = at.h.size();
+      r.alloc_site = at.h.site();
+      r.alloc_origin = at.h.origin();
     }
     format_report(r, sink_, sink_arg_);
     if (opts_.get(Opt::kOnError) == kOnErrorAbort) abort();
@@ -705,21 +722,23 @@ class Allocator {
   void check_live_block(AuditResult& r, const Located& at) {
     ++r.live_blocks;
     const Method expected = at.extent->kind == ExtentKind::kPoolSpan ? Method::kPool : Method::kMap;
-    if (at.fields.method != expected) audit_fail(r, "I2 header method != Registry kind", at.block, 0);
+    if (at.h.method() != expected) audit_fail(r, "I2 header method != Registry kind", at.block, 0);
     if (registry_.lookup(at.header + kHeaderSize) != at.extent) {
       audit_fail(r, "I2 Registry does not own the user pointer", at.block, 0);
     }
-    const uint64_t thr = selector_.threshold_of(at.fields.strategy);
-    const bool map_expected =
-        at.fields.size >= thr || at.fields.size + (at.header - at.block) > SizeClasses::kMaxUsable;
+    const uint64_t thr = selector_.threshold_of(at.h.strategy());
+    const bool map_expected = at.h.size() >= thr || at.h.size() + (at.header - at.block) > SizeClasses::kMaxUsable;
     if (map_expected != (expected == Method::kMap)) {
-      audit_fail(r, "I3 method disagrees with the strategy in the header", at.fields.size, thr);
+      audit_fail(r, "I3 method disagrees with the strategy in the header", at.h.size(), thr);
     }
   }
 
+  template <class Get>
+  uint64_t sum_heaps(Get&& get) {
+    return static_cast<uint64_t>(pool_.sum_heaps(get) + get(orphan_));
+  }
   uint64_t sum_counter(OwnedCounter HeapCounters::*c) {
-    return static_cast<uint64_t>(pool_.sum_heaps([c](HeapCounters& hc) { return (hc.*c).get(); }) +
-                                 (orphan_.*c).get());
+    return sum_heaps([c](const HeapCounters& hc) { return (hc.*c).get(); });
   }
 
  private:

@@ -68,6 +68,14 @@ struct HeaderFields {
 struct alignas(16) Header {
   uint64_t lo;
   uint64_t hi;
+
+  Method method() const { return static_cast<Method>((lo >> 32) & 3); }
+  State state() const { return static_cast<State>((lo >> 34) & 3); }
+  Origin origin() const { return static_cast<Origin>((lo >> 36) & 3); }
+  uint8_t strategy() const { return static_cast<uint8_t>((lo >> 38) & 15); }
+  uint64_t size() const { return (lo >> 42) << 17 | (hi >> 47); }
+  uintptr_t site() const { return hi & ((uintptr_t{1} << 47) - 1); }
+  HeaderFields fields() const { return HeaderFields{method(), state(), origin(), strategy(), size(), site()}; }
 };
 static_assert(sizeof(Header) == 16);
 
@@ -78,12 +86,21 @@ constexpr unsigned kStrategyBits = 4;
 constexpr uintptr_t kSiteMask = (uintptr_t{1} << 47) - 1;
 
 /**
- * Encodes and checks headers with a per-process secret. The checksum is CRC32C
- * (SSE4.2) over both words and the header's own address, passed through a
- * keyed bijection of 32-bit words: CRC guarantees every single-bit change is
- * detected, the address ties a header to its place (a copied header fails),
- * and the keyed finalizer hides CRC's linearity so a header cannot be forged
- * without the secret.
+ * Encodes and checks headers with a per-process secret. The checksum is a keyed
+ * sum over Z/2^32: each 16-bit chunk of the header (checksum field excluded)
+ * and of the header's own address is multiplied by a secret odd multiplier, the
+ * products are summed, and the sum goes through a keyed bijection of 32-bit
+ * words.
+ *
+ * - A single-bit change moves one chunk by +-2^j (j < 16); times an odd
+ *   multiplier that is never 0 mod 2^32, so the sum, and the checksum, always
+ *   change: every single-bit flip is detected, guaranteed.
+ * - Two or more flips cancel only for a fraction of keys (at most 2^-16 for
+ *   any given pair), never for all keys: an attacker cannot precompute them.
+ * - Moving a header to another address, or compensating one field's change in
+ *   another (e.g. reviving a Free header as Live), needs the secret
+ *   multipliers. A CRC cannot give this: it is linear over GF(2), so such
+ *   compensations are computable from the public polynomial alone.
  */
 class HeaderCodec {
  public:
@@ -91,19 +108,19 @@ class HeaderCodec {
 
   /// Sets the secret; done once per process (or per test allocator).
   void set_secret(uint64_t secret) {
-    k0_ = static_cast<uint32_t>(secret);
-    k1_ = static_cast<uint32_t>(secret >> 32);
-    k2_ = static_cast<uint32_t>(mix64(secret)) | 1u;
+    uint64_t x = secret;
+    for (uint32_t& m : mul_) {
+      x = mix64(x + 0x9e3779b97f4a7c15ULL);
+      m = static_cast<uint32_t>(x) | 1u;  // odd: multiplication by it is a bijection mod 2^32
+    }
+    x = mix64(x + 0x9e3779b97f4a7c15ULL);
+    k0_ = static_cast<uint32_t>(x);
+    k1_ = static_cast<uint32_t>(x >> 32);
+    k2_ = static_cast<uint32_t>(mix64(x)) | 1u;
   }
 
   /// Writes a header describing `f` at `at`; the checksum is written last.
-  void encode(const HeaderFields& f, void* at) const {
-    const Header h = pack(f, reinterpret_cast<uintptr_t>(at));
-    auto* out = static_cast<Header*>(at);
-    out->hi = h.hi;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);  // keep the checksum word last, as documented
-    out->lo = h.lo;
-  }
+  void encode(const HeaderFields& f, void* at) const { store(pack(f, reinterpret_cast<uintptr_t>(at)), at); }
 
   /// The header `f` would have at `at`, without writing it (for tests and fuzzers).
   Header pack(const HeaderFields& f, uintptr_t at) const {
@@ -119,29 +136,64 @@ class HeaderCodec {
 
   /// Reads the header at `at`; false when its checksum does not match.
   bool decode(const void* at, HeaderFields* f) const {
-    Header h;
-    memcpy(&h, at, sizeof(h));
-    return unpack(h, reinterpret_cast<uintptr_t>(at), f);
+    const Header h = load(at);
+    if (!valid(h, reinterpret_cast<uintptr_t>(at))) return false;
+    *f = h.fields();
+    return true;
   }
 
   /// Checks and unpacks a header value as if it were stored at `at`.
   bool unpack(const Header& h, uintptr_t at, HeaderFields* f) const {
-    if (static_cast<uint32_t>(h.lo) != checksum(h, at)) return false;
-    f->method = static_cast<Method>((h.lo >> 32) & 3);
-    f->state = static_cast<State>((h.lo >> 34) & 3);
-    f->origin = static_cast<Origin>((h.lo >> 36) & 3);
-    f->strategy = static_cast<uint8_t>((h.lo >> 38) & 15);
-    f->size = (h.lo >> 42) << 17 | (h.hi >> 47);
-    f->site = h.hi & kSiteMask;
-    return f->method != Method::kNone;
+    if (!valid(h, at)) return false;
+    *f = h.fields();
+    return true;
+  }
+
+  /// The 16 bytes at `at`, unchecked.
+  static Header load(const void* at) {
+    Header h;
+    memcpy(&h, at, sizeof(h));
+    return h;
+  }
+
+  /// True when h's checksum is right for address `at` (and it describes something).
+  bool valid(const Header& h, uintptr_t at) const {
+    return static_cast<uint32_t>(h.lo) == checksum(h, at) && h.method() != Method::kNone;
+  }
+
+  /// h with its state changed and its checksum recomputed for `at`; the free path's one re-seal.
+  Header with_state(Header h, State s, uintptr_t at) const {
+    h.lo = (h.lo & ~(uint64_t{0xffffffff} | uint64_t{3} << 34)) | uint64_t{static_cast<uint8_t>(s)} << 34;
+    h.lo |= checksum(h, at);
+    return h;
+  }
+
+  /// Stores h at `at`, the checksum word last.
+  static void store(const Header& h, void* at) {
+    auto* out = static_cast<Header*>(at);
+    out->hi = h.hi;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    out->lo = h.lo;
   }
 
  private:
   uint32_t checksum(const Header& h, uintptr_t at) const {
+    // 16-bit chunks: a flip at bit j < 16 of a chunk moves the sum by 2^j * m, so
+    // at least 17 secret bits decide whether two flips cancel; 32-bit chunks would
+    // let bit-31 flips of any two chunks cancel for every key (2^31 * odd = 2^31).
+    const uint64_t f = h.lo >> 32;
+    const uint64_t x = h.hi;
+    const uint64_t a = at ^ (at >> 16 & 0xffff00000000ULL);  // bits 48..63 folded into 32..47
     uint32_t c = k0_;
-    c = static_cast<uint32_t>(__builtin_ia32_crc32di(c, h.lo & ~uint64_t{0xffffffff}));
-    c = static_cast<uint32_t>(__builtin_ia32_crc32di(c, h.hi));
-    c = static_cast<uint32_t>(__builtin_ia32_crc32di(c, at));
+    c += static_cast<uint32_t>(f & 0xffff) * mul_[0];
+    c += static_cast<uint32_t>(f >> 16) * mul_[1];
+    c += static_cast<uint32_t>(x & 0xffff) * mul_[2];
+    c += static_cast<uint32_t>(x >> 16 & 0xffff) * mul_[3];
+    c += static_cast<uint32_t>(x >> 32 & 0xffff) * mul_[4];
+    c += static_cast<uint32_t>(x >> 48) * mul_[5];
+    c += static_cast<uint32_t>(a & 0xffff) * mul_[6];
+    c += static_cast<uint32_t>(a >> 16 & 0xffff) * mul_[7];
+    c += static_cast<uint32_t>(a >> 32 & 0xffff) * mul_[8];
     // Keyed bijection on 32 bits: xor, odd multiplies and xor-shifts are all invertible.
     c ^= k1_;
     c *= 0x9e3779b1u;
@@ -151,6 +203,8 @@ class HeaderCodec {
     return c;
   }
 
+  uint32_t mul_[9] = {0x85ebca6bu, 0xc2b2ae35u, 0x27d4eb2fu, 0x165667b1u, 0xd3a2646du,
+                      0xfd7046c5u, 0xb55a4f09u, 0x9e3779b1u, 0x7feb352du};
   uint32_t k0_ = 0x5bd1e995u;
   uint32_t k1_ = 0x1b873593u;
   uint32_t k2_ = 0xcc9e2d51u;
