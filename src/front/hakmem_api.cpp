@@ -52,12 +52,13 @@ void hak_options_print(hak_write_fn fn, void* arg) { hakmem::print_options_doc(f
 
 namespace {
 
-/// At exit: print the stats if asked, then release what is cached and pending (I10).
+/// At exit: release what is cached and pending (I10), then print the stats if asked,
+/// so they show the final flush (pending 0) as well as everything before it.
 __attribute__((destructor)) void hakmem_at_exit() {
   if (!g_allocator.ready()) return;
+  g_allocator.flush();
   const uint64_t mode = g_allocator.options().get(hakmem::Opt::kStats);
   if (mode != hakmem::kStatsOff) g_allocator.print_stats(hakmem::write_stderr, nullptr, mode == hakmem::kStatsJson);
-  g_allocator.flush();
 }
 
 }  // namespace
