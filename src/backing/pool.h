@@ -185,6 +185,13 @@ class Pool {
     h->retired = true;
   }
 
+  /// Fork child: every heap but `keep` belonged to a thread that no longer exists.
+  void retire_heaps_except(Heap* keep) {
+    for (Heap* h = all_heaps_; h != nullptr; h = h->next_all) {
+      if (h != keep && !h->retired) retire_heap(h);
+    }
+  }
+
   /// A block of class c for heap h (the block start, header not yet written); nullptr on OOM.
   uintptr_t alloc(Heap* h, size_t c) {
     Span* s = h->partial[c].head;

@@ -403,8 +403,13 @@ class Allocator {
     ready_.store(false, std::memory_order_release);
   }
 
-  /// Fork: takes every lock (prepare), releases them (parent), resets them (child).
-  void lock_all_for_fork() {
+  /**
+   * Fork protocol (pthread_atfork): prepare takes every allocator lock so no
+   * structure is mid-update when the address space is copied; the parent then
+   * releases them; the child releases them and gives up the heaps of the
+   * threads that did not survive the fork, so their spans can be adopted.
+   */
+  void prepare_fork() {
     init_lock_.lock();
     if (!ready()) return;
     cache_.lock().lock();
@@ -413,6 +418,15 @@ class Allocator {
     pool_.lock_all();
     registry_.lock().lock();
   }
+  void parent_after_fork() { unlock_all_after_fork(); }
+  void child_after_fork() {
+    unlock_all_after_fork();
+    if (ready()) pool_.retire_heaps_except(heap_if_present());
+  }
+
+ private:
+  static constexpr uint64_t kProcessAllocatorId = 1;
+
   void unlock_all_after_fork() {
     if (ready()) {
       registry_.lock().unlock();
@@ -424,8 +438,11 @@ class Allocator {
     init_lock_.unlock();
   }
 
- private:
-  static constexpr uint64_t kProcessAllocatorId = 1;
+  /// The calling thread's heap if it has one (never creates one).
+  Heap* heap_if_present() {
+    if (t_heap_.id == id_) return t_heap_.heap;
+    return static_cast<Heap*>(pthread_getspecific(key_));
+  }
 
   bool ensure_ready() {
     if (__builtin_expect(ready_.load(std::memory_order_acquire), 1)) return true;

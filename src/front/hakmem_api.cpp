@@ -52,6 +52,12 @@ void hak_options_print(hak_write_fn fn, void* arg) { hakmem::print_options_doc(f
 
 namespace {
 
+/// Registers the fork protocol early (pthread_atfork may allocate, so never from inside malloc).
+__attribute__((constructor)) void hakmem_register_fork_handlers() {
+  pthread_atfork([] { g_allocator.prepare_fork(); }, [] { g_allocator.parent_after_fork(); },
+                 [] { g_allocator.child_after_fork(); });
+}
+
 /// At exit: release what is cached and pending (I10), then print the stats if asked,
 /// so they show the final flush (pending 0) as well as everything before it.
 __attribute__((destructor)) void hakmem_at_exit() {
