@@ -194,6 +194,25 @@ class Allocator {
     return Verdict::kOk;
   }
 
+  /**
+   * A sized release (C++ sized delete, C23 free_sized): as free(), and the size
+   * must be the one the block was allocated with, or it is reported as a
+   * size mismatch and nothing is freed.
+   */
+  Verdict free_sized(void* p, size_t size, uintptr_t site, Origin origin) {
+    if (p == nullptr) return Verdict::kOk;
+    if (!ensure_ready()) return Verdict::kInvalidPointer;
+    Located at;
+    Verdict v = locate(reinterpret_cast<uintptr_t>(p), origin, &at);
+    if (v == Verdict::kOk && at.h.size() != size) v = Verdict::kSizeMismatch;
+    if (v != Verdict::kOk) {
+      report(v, p, at, site, origin, size);
+      return v;
+    }
+    commit_free(at);
+    return Verdict::kOk;
+  }
+
   /// Bytes usable at p; 0 (and a report) for a pointer that is not a live block.
   size_t usable_size(const void* p) {
     if (p == nullptr || !ensure_ready()) return 0;
@@ -211,6 +230,17 @@ class Allocator {
     if (!ensure_ready()) return Verdict::kInvalidPointer;
     Located at;
     return locate(reinterpret_cast<uintptr_t>(p), origin, &at);
+  }
+
+  /**
+   * Sets the fixed mmap threshold at run time (mallopt M_MMAP_THRESHOLD).
+   * False when out of range. Blocks already allocated keep the strategy their
+   * header records (I3 is judged per block).
+   */
+  bool set_threshold(uint64_t threshold) {
+    if (!ensure_ready() || threshold < kMinThreshold || threshold > kMaxThreshold) return false;
+    selector_.init_fixed(threshold);
+    return true;
   }
 
   /// Evicts BigCache and releases everything pending (hak_flush, malloc_trim).
@@ -702,10 +732,12 @@ class Allocator {
     cache_.put(mb, at.h.site());  // keyed by the allocation site: "same place, same pattern"
   }
 
-  void report(Verdict v, const void* p, const Located& at, uintptr_t free_site, Origin free_origin) {
+  void report(Verdict v, const void* p, const Located& at, uintptr_t free_site, Origin free_origin,
+              uint64_t claimed_size = 0) {
     errors_[static_cast<size_t>(v)].fetch_add(1, std::memory_order_relaxed);
     ErrorReport r;
     r.kind = v;
+    r.claimed_size = claimed_size;
     r.ptr = p;
     r.free_site = free_site;
     r.free_origin = free_origin;

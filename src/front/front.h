@@ -3,6 +3,7 @@
 
 #include "front/allocator.h"  // IWYU pragma: export
 #include "front/config.h"     // IWYU pragma: export
+#include "front/process.h"    // IWYU pragma: export
 #include "front/stats.h"      // IWYU pragma: export
 
 namespace hakmem {

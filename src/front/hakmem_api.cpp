@@ -4,17 +4,14 @@
 #include "front/front.h"
 
 namespace hakmem {
-namespace {
 
-constinit Allocator<ProcessConfig> g_allocator;
-
-#define HAKMEM_CALLER (reinterpret_cast<uintptr_t>(__builtin_return_address(0)))
-
-}  // namespace
+constinit Allocator<ProcessConfig> g_process;
 
 }  // namespace hakmem
 
-using hakmem::g_allocator;
+namespace {
+hakmem::Allocator<hakmem::ProcessConfig>& g_allocator = hakmem::g_process;
+}  // namespace
 
 extern "C" {
 

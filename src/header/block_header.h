@@ -28,6 +28,7 @@ enum class Verdict : uint8_t {
   kMisaligned,        ///< inside a block, but not the pointer hakmem returned
   kMismatchedOrigin,  ///< e.g. free() of a new[] block
   kMethodMismatch,    ///< header says Pool/Map but the Registry says otherwise
+  kSizeMismatch,      ///< sized delete / free_sized with a size other than the one allocated
   kCount
 };
 

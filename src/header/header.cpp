@@ -17,6 +17,7 @@ const char* verdict_name(Verdict v) {
     case Verdict::kMisaligned: return "misaligned free";
     case Verdict::kMismatchedOrigin: return "mismatched free";
     case Verdict::kMethodMismatch: return "method mismatch";
+    case Verdict::kSizeMismatch: return "size mismatch";
     case Verdict::kCount: break;
   }
   return "unknown error";
@@ -101,6 +102,7 @@ void format_report(const ErrorReport& r, WriteFn sink, void* sink_arg) {
     if (r.kind == Verdict::kMismatchedOrigin) {
       o.str(", allocated by ").str(origin_name(r.alloc_origin)).str(", released by ").str(origin_name(r.free_origin));
     }
+    if (r.kind == Verdict::kSizeMismatch) o.str(", released as ").dec(r.claimed_size).str(" bytes");
   }
   if (r.free_site != 0) {
     o.str(", freed at ");

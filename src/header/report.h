@@ -18,6 +18,7 @@ struct ErrorReport {
   uintptr_t free_site = 0;   ///< the caller of the rejected free, when known
   Origin alloc_origin = Origin::kMalloc;
   Origin free_origin = Origin::kMalloc;
+  uint64_t claimed_size = 0;  ///< the size a sized release named (kSizeMismatch)
 };
 
 /**

@@ -1,0 +1,15 @@
+// The process allocator: the one instance behind the hak_* API and the libc/C++ overrides.
+#pragma once
+
+#include "front/allocator.h"
+#include "front/config.h"
+
+namespace hakmem {
+
+/// Constant-initialized (so any entry point can be the first call); never destroyed.
+extern Allocator<ProcessConfig> g_process;
+
+}  // namespace hakmem
+
+/// The caller of the current function: the allocation site of an API or libc entry point.
+#define HAKMEM_CALLER (reinterpret_cast<uintptr_t>(__builtin_return_address(0)))
