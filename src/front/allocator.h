@@ -103,8 +103,35 @@ class Allocator {
 
   // ---------------------------------------------------------------- allocation
 
-  /// `size` bytes, 16-aligned; nullptr with errno ENOMEM on failure.
-  void* alloc(size_t size, uintptr_t site, Origin origin = Origin::kMalloc) {
+  /**
+   * `size` bytes, 16-aligned; nullptr with errno ENOMEM on failure.
+   *
+   * The fast path covers the common case: this thread's heap is set up, the
+   * size is below the smallest threshold (so Pool is right under every
+   * strategy, I3), and the class's current span has a free block. Anything
+   * else takes alloc_impl.
+   */
+  HAKMEM_ALWAYS_INLINE void* alloc(size_t size, uintptr_t site, Origin origin = Origin::kMalloc) {
+    if (__builtin_expect(t_heap_.id == id_ && size < kMinThreshold, 1)) {
+      Heap* h = t_heap_.heap;
+      const size_t c = SizeClasses::class_of(size);
+      Span* s = h->partial[c].head;
+      FreeBlock* b = s != nullptr ? s->free : nullptr;
+      if (__builtin_expect(b != nullptr, 1)) {
+        s->free = b->next;
+        ++s->used;
+        const uintptr_t block = reinterpret_cast<uintptr_t>(b) - kHeaderSize;
+        HeaderFields f;
+        f.method = Method::kPool;
+        f.origin = origin;
+        f.strategy = selector_.current_id();
+        f.size = size;
+        f.site = site & kSiteMask;
+        codec_.encode(f, reinterpret_cast<void*>(block));
+        h->counters.pool_allocs[c].add(1);
+        return b;
+      }
+    }
     bool fresh;
     return alloc_impl(size, kHeaderSize, site, origin, &fresh);
   }
@@ -181,17 +208,54 @@ class Allocator {
    * method). A misuse is reported and nothing is changed; the verdict is
    * returned (only reachable with on_error=report: the default aborts).
    */
-  Verdict free(void* p, uintptr_t site, Origin origin = Origin::kMalloc) {
-    if (p == nullptr) return Verdict::kOk;
-    if (!ensure_ready()) return Verdict::kInvalidPointer;
-    Located at;
-    const Verdict v = locate(reinterpret_cast<uintptr_t>(p), origin, &at);
-    if (v != Verdict::kOk) {
-      report(v, p, at, site, origin);
-      return v;
+  HAKMEM_ALWAYS_INLINE Verdict free(void* p, uintptr_t site, Origin origin = Origin::kMalloc) {
+    // Fast path: a plain Pool block freed by the thread whose heap is set up, with
+    // the same checks as locate() (ownership, exact block pointer, checksum,
+    // method/state/origin in one compare, size within the block). Anything else,
+    // including every misuse, goes through free_checked() for the diagnosis.
+    const auto u = reinterpret_cast<uintptr_t>(p);
+    Extent* e = registry_.lookup(u);
+    if (__builtin_expect(e != nullptr && e->kind == ExtentKind::kPoolSpan && t_heap_.id == id_, 1)) {
+      auto* s = static_cast<Span*>(e);
+      const uintptr_t block = u - kHeaderSize;
+      const uint64_t off = block - s->base;
+      const uint64_t idx = div_by_magic(off, s->block_size, s->magic);
+      if (idx * s->block_size == off && idx < s->carved.load(std::memory_order_relaxed)) {
+        const Header h = HeaderCodec::load(reinterpret_cast<void*>(block));
+        const uint64_t expect = uint64_t{static_cast<uint8_t>(Method::kPool)} |
+                                uint64_t{static_cast<uint8_t>(State::kLive)} << 2 |
+                                uint64_t{static_cast<uint8_t>(origin)} << 4;
+        uint32_t sum;
+        if (((h.lo >> 32) & 0x3f) == expect && h.size() <= s->block_size - kHeaderSize &&
+            codec_.valid(h, block, &sum)) {
+          HeaderCodec::store(codec_.resealed(h, sum, State::kFree), reinterpret_cast<void*>(block));
+          Heap* me = t_heap_.heap;
+          me->counters.pool_frees[s->cls].add(1);
+          pool_.free(me, s, block);
+          return Verdict::kOk;
+        }
+      }
     }
-    commit_free(at);
-    return Verdict::kOk;
+    return free_checked(p, site, origin);
+  }
+
+  /// free() without the fast path: every check in order, with a report on failure.
+  /// Never changes errno (the fast path cannot; this one may make syscalls).
+  Verdict free_checked(void* p, uintptr_t site, Origin origin) {
+    if (p == nullptr) return Verdict::kOk;
+    const int saved_errno = errno;
+    Verdict v = Verdict::kInvalidPointer;
+    if (ensure_ready()) {
+      Located at;
+      v = locate(reinterpret_cast<uintptr_t>(p), origin, &at);
+      if (v != Verdict::kOk) {
+        report(v, p, at, site, origin);
+      } else {
+        commit_free(at);
+      }
+    }
+    errno = saved_errno;
+    return v;
   }
 
   /**
@@ -518,7 +582,10 @@ class Allocator {
     uint64_t id;
     Heap* heap;
   };
-  static inline thread_local TlsHeap t_heap_ = {0, nullptr};
+  /// An id no allocator has (ids start at 2; 0 means "not initialized"): an empty
+  /// slot never matches, so the fast paths need no separate readiness check.
+  static constexpr uint64_t kNoHeap = ~uint64_t{0};
+  static inline thread_local TlsHeap t_heap_ = {kNoHeap, nullptr};
 
   Heap* heap() {
     if (__builtin_expect(t_heap_.id == id_, 1)) return t_heap_.heap;
@@ -540,7 +607,7 @@ class Allocator {
   static void on_thread_exit(void* arg) {
     auto* h = static_cast<Heap*>(arg);
     auto* self = static_cast<Allocator*>(h->owner);
-    if (t_heap_.heap == h) t_heap_ = TlsHeap{0, nullptr};
+    if (t_heap_.heap == h) t_heap_ = TlsHeap{kNoHeap, nullptr};
     self->pool_.retire_heap(h);
   }
 

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include <emmintrin.h>
+
 #include "core/core.h"
 
 namespace hakmem {
@@ -88,20 +90,21 @@ constexpr uintptr_t kSiteMask = (uintptr_t{1} << 47) - 1;
 
 /**
  * Encodes and checks headers with a per-process secret. The checksum is a keyed
- * sum over Z/2^32: each 16-bit chunk of the header (checksum field excluded)
- * and of the header's own address is multiplied by a secret odd multiplier, the
- * products are summed, and the sum goes through a keyed bijection of 32-bit
- * words.
+ * sum over Z/2^32: every 16-bit chunk of the header (the checksum field
+ * excluded) and of the header's own address is multiplied by a secret odd
+ * 16-bit multiplier (SSE2 pmaddwd, signed), the products are summed, and the
+ * sum goes through a keyed bijection of 32-bit words.
  *
- * - A single-bit change moves one chunk by +-2^j (j < 16); times an odd
- *   multiplier that is never 0 mod 2^32, so the sum, and the checksum, always
- *   change: every single-bit flip is detected, guaranteed.
- * - Two or more flips cancel only for a fraction of keys (at most 2^-16 for
- *   any given pair), never for all keys: an attacker cannot precompute them.
- * - Moving a header to another address, or compensating one field's change in
- *   another (e.g. reviving a Free header as Live), needs the secret
- *   multipliers. A CRC cannot give this: it is linear over GF(2), so such
- *   compensations are computable from the public polynomial alone.
+ * - A flip of bit j of a chunk moves the sum by 2^j * m with |m| < 2^15: never
+ *   0, so every single-bit flip is detected.
+ * - Two flips move it by 2^ja*ma +- 2^jb*mb, of magnitude < 2^31: 0 mod 2^32
+ *   only if it is 0 as an integer, i.e. the same bit of two chunks with
+ *   multipliers equal in magnitude. The multipliers are distinct in magnitude,
+ *   so every two-bit flip is detected too, whatever the key.
+ * - Moving a header, or compensating one field's change in another (reviving a
+ *   freed header as live), needs the secret multipliers and the bijection's
+ *   keys. A CRC gives none of this: it is linear over GF(2), so compensations
+ *   are computable from its public polynomial (tests/header_test.cpp does it).
  */
 class HeaderCodec {
  public:
@@ -109,11 +112,23 @@ class HeaderCodec {
 
   /// Sets the secret; done once per process (or per test allocator).
   void set_secret(uint64_t secret) {
+    int16_t m[12] = {};
     uint64_t x = secret;
-    for (uint32_t& m : mul_) {
-      x = mix64(x + 0x9e3779b97f4a7c15ULL);
-      m = static_cast<uint32_t>(x) | 1u;  // odd: multiplication by it is a bijection mod 2^32
+    for (size_t i = 0; i < 12; ++i) {
+      // Odd, and distinct in magnitude from every earlier one (the two-flip guarantee).
+      for (;;) {
+        x = mix64(x + 0x9e3779b97f4a7c15ULL);
+        const auto v = static_cast<int16_t>(static_cast<uint16_t>(x) | 1u);
+        bool clash = v == INT16_MIN;
+        for (size_t k = 0; k < i; ++k) clash = clash || v == m[k] || v == -m[k];
+        if (!clash) {
+          m[i] = v;
+          break;
+        }
+      }
     }
+    memcpy(mul_header_, m, sizeof(mul_header_));
+    memcpy(mul_address_, m + 8, sizeof(mul_address_));
     x = mix64(x + 0x9e3779b97f4a7c15ULL);
     k0_ = static_cast<uint32_t>(x);
     k1_ = static_cast<uint32_t>(x >> 32);
@@ -162,6 +177,25 @@ class HeaderCodec {
     return static_cast<uint32_t>(h.lo) == checksum(h, at) && h.method() != Method::kNone;
   }
 
+  /// valid(), also giving the keyed sum for an incremental re-seal (resealed()).
+  bool valid(const Header& h, uintptr_t at, uint32_t* sum) const {
+    *sum = keyed_sum(h, at);
+    return static_cast<uint32_t>(h.lo) == finish(*sum) && h.method() != Method::kNone;
+  }
+
+  /**
+   * h (valid, with keyed sum `sum`) in state `s`, without recomputing the sum:
+   * the state bits sit at bits 2..3 of the third 16-bit chunk, so the sum moves
+   * by (new - old) * 4 times that chunk's multiplier.
+   */
+  Header resealed(Header h, uint32_t sum, State s) const {
+    const int32_t step = (static_cast<int32_t>(s) - static_cast<int32_t>(h.state())) * 4;
+    sum += static_cast<uint32_t>(step * static_cast<int32_t>(mul_header_[2]));
+    h.lo = (h.lo & ~(uint64_t{0xffffffff} | uint64_t{3} << 34)) | uint64_t{static_cast<uint8_t>(s)} << 34;
+    h.lo |= finish(sum);
+    return h;
+  }
+
   /// h with its state changed and its checksum recomputed for `at`; the free path's one re-seal.
   Header with_state(Header h, State s, uintptr_t at) const {
     h.lo = (h.lo & ~(uint64_t{0xffffffff} | uint64_t{3} << 34)) | uint64_t{static_cast<uint8_t>(s)} << 34;
@@ -178,24 +212,22 @@ class HeaderCodec {
   }
 
  private:
-  uint32_t checksum(const Header& h, uintptr_t at) const {
-    // 16-bit chunks: a flip at bit j < 16 of a chunk moves the sum by 2^j * m, so
-    // at least 17 secret bits decide whether two flips cancel; 32-bit chunks would
-    // let bit-31 flips of any two chunks cancel for every key (2^31 * odd = 2^31).
-    const uint64_t f = h.lo >> 32;
-    const uint64_t x = h.hi;
-    const uint64_t a = at ^ (at >> 16 & 0xffff00000000ULL);  // bits 48..63 folded into 32..47
-    uint32_t c = k0_;
-    c += static_cast<uint32_t>(f & 0xffff) * mul_[0];
-    c += static_cast<uint32_t>(f >> 16) * mul_[1];
-    c += static_cast<uint32_t>(x & 0xffff) * mul_[2];
-    c += static_cast<uint32_t>(x >> 16 & 0xffff) * mul_[3];
-    c += static_cast<uint32_t>(x >> 32 & 0xffff) * mul_[4];
-    c += static_cast<uint32_t>(x >> 48) * mul_[5];
-    c += static_cast<uint32_t>(a & 0xffff) * mul_[6];
-    c += static_cast<uint32_t>(a >> 16 & 0xffff) * mul_[7];
-    c += static_cast<uint32_t>(a >> 32 & 0xffff) * mul_[8];
-    // Keyed bijection on 32 bits: xor, odd multiplies and xor-shifts are all invertible.
+  uint32_t checksum(const Header& h, uintptr_t at) const { return finish(keyed_sum(h, at)); }
+
+  /// Sum over Z/2^32 of every 16-bit chunk (checksum field cleared) times its multiplier.
+  uint32_t keyed_sum(const Header& h, uintptr_t at) const {
+    const __m128i words = _mm_set_epi64x(static_cast<long long>(h.hi),
+                                         static_cast<long long>(h.lo & ~uint64_t{0xffffffff}));
+    const __m128i where = _mm_cvtsi64_si128(static_cast<long long>(at));
+    __m128i sum = _mm_add_epi32(_mm_madd_epi16(words, _mm_load_si128(reinterpret_cast<const __m128i*>(mul_header_))),
+                                _mm_madd_epi16(where, _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mul_address_))));
+    sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0x4e));
+    sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0xb1));
+    return k0_ + static_cast<uint32_t>(_mm_cvtsi128_si32(sum));
+  }
+
+  /// Keyed bijection on 32 bits: xor, odd multiplies and xor-shifts are all invertible.
+  uint32_t finish(uint32_t c) const {
     c ^= k1_;
     c *= 0x9e3779b1u;
     c ^= c >> 15;
@@ -204,8 +236,10 @@ class HeaderCodec {
     return c;
   }
 
-  uint32_t mul_[9] = {0x85ebca6bu, 0xc2b2ae35u, 0x27d4eb2fu, 0x165667b1u, 0xd3a2646du,
-                      0xfd7046c5u, 0xb55a4f09u, 0x9e3779b1u, 0x7feb352du};
+  // Lanes 0 and 1 of the header multipliers meet the cleared checksum field; they are set
+  // anyway so every multiplier stays distinct.
+  alignas(16) int16_t mul_header_[8] = {0x6b, 0x1f3, 0x2d5, 0x3a7, 0x4b9, 0x5cb, 0x6dd, 0x7ef};
+  alignas(8) int16_t mul_address_[4] = {0x101, 0x213, 0x325, 0x437};
   uint32_t k0_ = 0x5bd1e995u;
   uint32_t k1_ = 0x1b873593u;
   uint32_t k2_ = 0xcc9e2d51u;

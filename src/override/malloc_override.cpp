@@ -29,12 +29,8 @@ void* memalign_impl(size_t align, size_t size, uintptr_t site) {
   return g_process.aligned_alloc(align, size, site, Origin::kAligned);
 }
 
-void free_impl(void* p, uintptr_t site) {
-  if (p == nullptr) return;
-  const int saved = errno;  // free never changes errno (POSIX 2024, glibc)
-  g_process.free(p, site, Origin::kMalloc);
-  errno = saved;
-}
+/// free never changes errno (POSIX 2024, glibc): Allocator::free guarantees it.
+void free_impl(void* p, uintptr_t site) { g_process.free(p, site, Origin::kMalloc); }
 
 }  // namespace
 
@@ -94,7 +90,6 @@ HAKMEM_EXPORT size_t malloc_usable_size(void* p) { return g_process.usable_size(
 
 /// C23: the size must be the one allocated; a different size is reported.
 HAKMEM_EXPORT void free_sized(void* p, size_t size) {
-  if (p == nullptr) return;
   const int saved = errno;
   g_process.free_sized(p, size, HAKMEM_CALLER, Origin::kMalloc);
   errno = saved;
@@ -102,7 +97,6 @@ HAKMEM_EXPORT void free_sized(void* p, size_t size) {
 
 /// C23: for aligned_alloc blocks; the size is checked, the alignment is implied by the block.
 HAKMEM_EXPORT void free_aligned_sized(void* p, size_t /*align*/, size_t size) {
-  if (p == nullptr) return;
   const int saved = errno;
   g_process.free_sized(p, size, HAKMEM_CALLER, Origin::kAligned);
   errno = saved;

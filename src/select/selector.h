@@ -48,6 +48,9 @@ class Selector {
     current_.store(id, std::memory_order_relaxed);
   }
 
+  /// The id alone: enough where the size cannot reach any threshold (the Pool fast path).
+  uint8_t current_id() const { return current_.load(std::memory_order_relaxed); }
+
   StrategySnapshot snapshot() const {
     const uint8_t id = current_.load(std::memory_order_relaxed);
     return StrategySnapshot{id, threshold_of(id)};
