@@ -46,7 +46,7 @@ class ObjectPool {
     Slot* n = free_;
     free_ = n->node.next;
     n->live = true;
-    ++live_;
+    live_.store(live_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     return new (&n->node) T();
   }
 
@@ -57,11 +57,12 @@ class ObjectPool {
     n->live = false;
     n->node.next = free_;
     free_ = n;
-    --live_;
+    live_.store(live_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   }
 
-  size_t live() const { return live_; }
-  size_t mapped_bytes() const { return chunks_ * kChunkSize; }
+  /// Read without the lock (stats): the counters are atomics written under it.
+  size_t live() const { return live_.load(std::memory_order_relaxed); }
+  size_t mapped_bytes() const { return chunks_.load(std::memory_order_relaxed) * kChunkSize; }
 
   /// Calls fn(T*) for every live object; caller guarantees quiescence.
   template <class Fn>
@@ -84,8 +85,8 @@ class ObjectPool {
     }
     chunk_list_ = nullptr;
     free_ = nullptr;
-    chunks_ = 0;
-    live_ = 0;
+    chunks_.store(0, std::memory_order_relaxed);
+    live_.store(0, std::memory_order_relaxed);
   }
 
   SpinLock& lock() { return lock_; }
@@ -114,7 +115,7 @@ class ObjectPool {
     auto* c = static_cast<Chunk*>(mem);
     c->next = chunk_list_;
     chunk_list_ = c;
-    ++chunks_;
+    chunks_.store(chunks_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     for (size_t i = kPerChunk; i-- > 0;) {
       c->slots[i].live = false;
       c->slots[i].node.next = free_;
@@ -129,8 +130,8 @@ class ObjectPool {
   SpinLock lock_;
   Slot* free_ = nullptr;
   Chunk* chunk_list_ = nullptr;
-  size_t chunks_ = 0;
-  size_t live_ = 0;
+  std::atomic<size_t> chunks_{0};
+  std::atomic<size_t> live_{0};
 };
 
 }  // namespace hakmem

@@ -1,7 +1,10 @@
 // The options table's data and its allocation-free parser.
 #include "core/options.h"
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <atomic>
 
 #include <cstring>
 
@@ -148,11 +151,48 @@ size_t parse_options(const char* text, Options& out, WriteFn warn, void* warn_ar
   return warnings;
 }
 
+namespace {
+
+/// The initial environment as the kernel gave it (NUL-separated), for calls made
+/// before libc has set `environ` (a .preinit_array function, ld.so itself). Read
+/// once with raw syscalls into static storage: nothing here may allocate.
+const char* initial_environment(size_t* len) {
+  static char buf[64 * 1024];
+  static size_t used = 0;
+  static std::atomic<int> state{0};  // 0 unread, 1 reading, 2 read
+  int expected = 0;
+  if (state.compare_exchange_strong(expected, 1, std::memory_order_acquire)) {
+    const int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ssize_t n;
+      while (used < sizeof(buf) - 1 && (n = read(fd, buf + used, sizeof(buf) - 1 - used)) > 0) {
+        used += static_cast<size_t>(n);
+      }
+      close(fd);
+    }
+    buf[used] = '\0';
+    state.store(2, std::memory_order_release);
+  }
+  while (state.load(std::memory_order_acquire) != 2) {
+  }
+  *len = used;
+  return buf;
+}
+
+}  // namespace
+
 const char* find_env(const char* name) {
-  if (environ == nullptr) return nullptr;
   const size_t n = strlen(name);
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
+  if (environ != nullptr) {
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
+    }
+    return nullptr;
+  }
+  size_t len = 0;
+  const char* env = initial_environment(&len);
+  for (size_t i = 0; i < len; i += strlen(env + i) + 1) {
+    if (strncmp(env + i, name, n) == 0 && env[i + n] == '=') return env + i + n + 1;
   }
   return nullptr;
 }

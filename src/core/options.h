@@ -87,7 +87,8 @@ struct Options {
  */
 size_t parse_options(const char* text, Options& out, WriteFn warn, void* warn_arg);
 
-/// Finds NAME=... in the process environment without getenv (which may not be ready).
+/// Finds NAME=... in the process environment without getenv (which may not be ready);
+/// before libc has set `environ`, in the initial environment from /proc/self/environ.
 const char* find_env(const char* name);
 
 /// Writes the option table as documentation, one line per option.

@@ -303,13 +303,13 @@ class Allocator {
    */
   bool set_threshold(uint64_t threshold) {
     if (!ensure_ready() || threshold < kMinThreshold || threshold > kMaxThreshold) return false;
-    selector_.init_fixed(threshold);
-    return true;
+    return selector_.init_fixed(threshold);
   }
 
   /// Evicts BigCache and releases everything pending (hak_flush, malloc_trim).
   void flush() {
     if (!ready()) return;
+    const LargeOp guard(*this);  // drained blocks are in no structure until the releaser has them
     cache_.drain();
     releaser_.flush();
   }
@@ -323,7 +323,7 @@ class Allocator {
 
   StatsSnapshot stats() {
     StatsSnapshot s;
-    if (!ready()) return s;
+    if (!ensure_ready()) return s;
     s.mode = opts_.get(Opt::kMode);
     const StrategySnapshot snap = selector_.snapshot();
     s.strategy = snap.id;
@@ -504,6 +504,10 @@ class Allocator {
    * threads that did not survive the fork, so their spans can be adopted.
    */
   void prepare_fork() {
+    // Let large operations in flight finish: they span several locks (cache,
+    // releaser), and one frozen between two of them would lose its block in the child.
+    fork_pending_.store(true, std::memory_order_seq_cst);
+    while (large_ops_.load(std::memory_order_seq_cst) != 0) sched_yield();
     init_lock_.lock();
     if (!ready()) return;
     cache_.lock().lock();
@@ -512,9 +516,14 @@ class Allocator {
     pool_.lock_all();
     registry_.lock().lock();
   }
-  void parent_after_fork() { unlock_all_after_fork(); }
+  void parent_after_fork() {
+    unlock_all_after_fork();
+    fork_pending_.store(false, std::memory_order_seq_cst);
+  }
   void child_after_fork() {
     unlock_all_after_fork();
+    large_ops_.store(0, std::memory_order_relaxed);
+    fork_pending_.store(false, std::memory_order_seq_cst);
     if (ready()) pool_.retire_heaps_except(heap_if_present());
   }
 
@@ -531,6 +540,25 @@ class Allocator {
     }
     init_lock_.unlock();
   }
+
+  /// Brackets a large (Map) operation so prepare_fork() can wait for it (see there).
+  class LargeOp {
+   public:
+    explicit LargeOp(Allocator& a) : a_(a) {
+      for (;;) {
+        a_.large_ops_.fetch_add(1, std::memory_order_seq_cst);
+        if (!a_.fork_pending_.load(std::memory_order_seq_cst)) return;
+        a_.large_ops_.fetch_sub(1, std::memory_order_seq_cst);
+        while (a_.fork_pending_.load(std::memory_order_relaxed)) sched_yield();
+      }
+    }
+    ~LargeOp() { a_.large_ops_.fetch_sub(1, std::memory_order_seq_cst); }
+    LargeOp(const LargeOp&) = delete;
+    LargeOp& operator=(const LargeOp&) = delete;
+
+   private:
+    Allocator& a_;
+  };
 
   /// The calling thread's heap if it has one (never creates one).
   Heap* heap_if_present() {
@@ -598,6 +626,11 @@ class Allocator {
       h = pool_.make_heap(id_);
       if (h == nullptr) return nullptr;
       h->owner = this;
+      // The slot first: with 32 or more keys in use, pthread_setspecific callocs its
+      // second-level table, and that calloc must find this heap, not make another.
+      t_heap_ = TlsHeap{id_, h};
+      // If it fails the heap still serves this thread; only the exit hook is lost
+      // (its spans then stay with this heap, reachable, never leaked).
       pthread_setspecific(key_, h);
     }
     t_heap_ = TlsHeap{id_, h};
@@ -646,6 +679,7 @@ class Allocator {
       h->counters.pool_allocs[c].add(1);
       return reinterpret_cast<void*>(hdr + kHeaderSize);
     }
+    const LargeOp guard(*this);
     const uint64_t payload = size + slack;
     const uint32_t cls = LargeClasses::class_of(payload);
     MapBlock* mb = cache_.take(site, cls, payload, 0);
@@ -791,6 +825,7 @@ class Allocator {
       pool_.free(me, s, at.block);
       return;
     }
+    const LargeOp guard(*this);
     auto* mb = static_cast<MapBlock*>(at.extent);
     HeaderCodec::store(codec_.with_state(at.h, State::kCached, at.header), reinterpret_cast<void*>(at.header));
     mb->state = State::kCached;
@@ -872,6 +907,8 @@ class Allocator {
   std::atomic<bool> ready_{false};
   SpinLock init_lock_;
   HeapCounters orphan_{};
+  std::atomic<uint32_t> large_ops_{0};     ///< large operations in flight (fork waits for 0)
+  std::atomic<bool> fork_pending_{false};  ///< set by prepare_fork: new large operations wait
   uint64_t id_ = 0;
   pthread_key_t key_ = 0;
   WriteFn sink_ = write_stderr;

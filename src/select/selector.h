@@ -16,11 +16,14 @@ inline constexpr uint64_t kStrategyThresholds[12] = {
     65536, 114688, 204800, 360448, 634880, 1118208, 1970176, 3473408, 6123520, 10792960, 19030016, 33554432,
 };
 constexpr uint8_t kLearnableStrategies = 12;
-/// Strategy id of a fixed threshold that is not one of the twelve (e.g. the 256 KiB default).
+/// Ids 12..15 name fixed thresholds that are not one of the twelve (e.g. the 256 KiB
+/// default, or a mallopt value). Each keeps its threshold for the life of the process,
+/// so a block's recorded strategy never changes meaning (I3).
 constexpr uint8_t kFixedStrategy = 12;
+constexpr uint8_t kFixedSlots = 4;
 constexpr uint64_t kMinThreshold = kStrategyThresholds[0];
 constexpr uint64_t kMaxThreshold = kStrategyThresholds[kLearnableStrategies - 1];
-static_assert(kFixedStrategy < (1u << kStrategyBits), "strategy ids must fit the header");
+static_assert(kFixedStrategy + kFixedSlots <= (1u << kStrategyBits), "strategy ids must fit the header");
 
 /// What one allocation reads from the selector: the strategy id and its threshold.
 struct StrategySnapshot {
@@ -38,27 +41,38 @@ class Selector {
  public:
   constexpr Selector() = default;
 
-  /// Fixed mode with `threshold`: one of the twelve ids when it matches one, else kFixedStrategy.
-  void init_fixed(uint64_t threshold) {
-    fixed_threshold_ = threshold;
-    uint8_t id = kFixedStrategy;
+  /**
+   * Fixed mode with `threshold`: the id of one of the twelve when it matches,
+   * else a fixed slot holding it (reused when the same value comes again).
+   * False, and nothing changed, when all four slots hold other values.
+   */
+  bool init_fixed(uint64_t threshold) {
+    uint8_t id = kLearnableStrategies + kFixedSlots;
     for (uint8_t i = 0; i < kLearnableStrategies; ++i) {
       if (kStrategyThresholds[i] == threshold) id = i;
     }
-    current_.store(id, std::memory_order_relaxed);
+    for (uint8_t k = 0; k < kFixedSlots && id == kLearnableStrategies + kFixedSlots; ++k) {
+      uint64_t held = fixed_[k].load(std::memory_order_acquire);
+      if (held == 0 && fixed_[k].compare_exchange_strong(held, threshold, std::memory_order_acq_rel)) held = threshold;
+      if (held == threshold) id = static_cast<uint8_t>(kFixedStrategy + k);
+    }
+    if (id == kLearnableStrategies + kFixedSlots) return false;
+    current_.store(id, std::memory_order_release);
+    return true;
   }
 
   /// The id alone: enough where the size cannot reach any threshold (the Pool fast path).
   uint8_t current_id() const { return current_.load(std::memory_order_relaxed); }
 
   StrategySnapshot snapshot() const {
-    const uint8_t id = current_.load(std::memory_order_relaxed);
+    const uint8_t id = current_.load(std::memory_order_acquire);
     return StrategySnapshot{id, threshold_of(id)};
   }
 
   /// The threshold of a strategy id (as recorded in a header).
   uint64_t threshold_of(uint8_t id) const {
-    return id < kLearnableStrategies ? kStrategyThresholds[id] : fixed_threshold_;
+    if (id < kLearnableStrategies) return kStrategyThresholds[id];
+    return fixed_[(id - kFixedStrategy) % kFixedSlots].load(std::memory_order_acquire);
   }
 
   /// TestOnly: switches strategy, as the learning selector will at an epoch boundary.
@@ -66,7 +80,7 @@ class Selector {
 
  private:
   std::atomic<uint8_t> current_{kFixedStrategy};
-  uint64_t fixed_threshold_ = 256 * 1024;
+  std::atomic<uint64_t> fixed_[kFixedSlots] = {256 * 1024, 0, 0, 0};  // slot 12: the default threshold
 };
 
 }  // namespace hakmem
