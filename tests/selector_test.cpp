@@ -57,9 +57,24 @@ TEST(Selector, InitFixedWithANonTableThresholdUsesTheFixedId) {
   EXPECT_EQ(s.snapshot().threshold, 256u * 1024);
   EXPECT_EQ(s.threshold_of(kFixedStrategy), 256u * 1024);
 
-  s.init_fixed(100000);
-  EXPECT_EQ(s.snapshot().id, kFixedStrategy);
+  // Another value takes another fixed slot: id 12 keeps meaning 256 KiB for the
+  // blocks that recorded it (I3), and the same value maps to the same slot again.
+  ASSERT_TRUE(s.init_fixed(100000));
+  const uint8_t id = s.snapshot().id;
+  EXPECT_GT(id, kFixedStrategy);
+  EXPECT_LT(id, kFixedStrategy + kFixedSlots);
   EXPECT_EQ(s.snapshot().threshold, 100000u);
+  EXPECT_EQ(s.threshold_of(kFixedStrategy), 256u * 1024);
+  ASSERT_TRUE(s.init_fixed(256 * 1024));
+  EXPECT_EQ(s.snapshot().id, kFixedStrategy);
+  ASSERT_TRUE(s.init_fixed(100000));
+  EXPECT_EQ(s.snapshot().id, id);
+  // Four slots in all: a fifth distinct value is refused and nothing changes.
+  ASSERT_TRUE(s.init_fixed(100001 + 4096));
+  ASSERT_TRUE(s.init_fixed(100001 + 8192));
+  const uint8_t before = s.snapshot().id;
+  EXPECT_FALSE(s.init_fixed(100001 + 12288));
+  EXPECT_EQ(s.snapshot().id, before);
   // The twelve keep their thresholds whatever the fixed one is.
   for (uint8_t i = 0; i < kLearnableStrategies; ++i) EXPECT_EQ(s.threshold_of(i), kStrategyThresholds[i]);
 }
@@ -76,14 +91,15 @@ TEST(Selector, InitFixedWithATableThresholdUsesItsId) {
 
 TEST(Selector, SnapshotAgreesWithThresholdOf) {
   Selector s;
-  s.init_fixed(300 * 1024);
-  for (uint8_t id = 0; id <= kFixedStrategy; ++id) {
+  ASSERT_TRUE(s.init_fixed(300 * 1024));
+  const uint8_t fixed = s.snapshot().id;
+  for (uint8_t id = 0; id < kFixedStrategy + kFixedSlots; ++id) {
     s.force_strategy_for_testing(id);
     const StrategySnapshot snap = s.snapshot();
     EXPECT_EQ(snap.id, id);
     EXPECT_EQ(snap.threshold, s.threshold_of(id)) << int{id};
   }
-  EXPECT_EQ(s.threshold_of(kFixedStrategy), 300u * 1024);
+  EXPECT_EQ(s.threshold_of(fixed), 300u * 1024);
 }
 
 TEST(Selector, OptionThresholdReachesTheAllocatorsSelector) {
