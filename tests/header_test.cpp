@@ -545,8 +545,12 @@ TEST(FormatReport, SymbolizesALibcSite) {
   r.ptr = reinterpret_cast<const void*>(uintptr_t{0x1000});
   r.size_known = true;
   r.size = 1;
-  // dlsym gives libc's own address even in a non-PIE executable (no PLT stub).
-  void* fn = dlsym(RTLD_DEFAULT, "write");
+  // libc's own `write`, looked up in libc's handle: RTLD_DEFAULT would find a sanitizer's
+  // interceptor first (TSan defines write), and &write may be a PLT stub.
+  void* libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+  ASSERT_NE(libc, nullptr);
+  void* fn = dlsym(libc, "write");
+  dlclose(libc);
   ASSERT_NE(fn, nullptr);
   r.alloc_site = reinterpret_cast<uintptr_t>(fn) + 4;
   const std::string t = report_text(r);

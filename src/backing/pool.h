@@ -248,7 +248,12 @@ class Pool {
     } while (!s->remote.compare_exchange_weak(head, b, std::memory_order_acq_rel, std::memory_order_relaxed));
     if (me != nullptr) me->counters.remote_frees.add(1);
     if (Heap* owner = s->owner.load(std::memory_order_acquire)) {
-      owner->remote_hint[s->cls / 64].fetch_or(uint64_t{1} << (s->cls % 64), std::memory_order_release);
+      // Read before writing: with the bit already set, a read-modify-write would only
+      // bounce the owner's cache line between cores. A hint missed in a race costs
+      // nothing but time: the block stays on this span's remote stack until drained.
+      std::atomic<uint64_t>& hint = owner->remote_hint[s->cls / 64];
+      const uint64_t bit = uint64_t{1} << (s->cls % 64);
+      if ((hint.load(std::memory_order_seq_cst) & bit) == 0) hint.fetch_or(bit, std::memory_order_seq_cst);
     }
   }
 
@@ -341,7 +346,7 @@ class Pool {
     // 2. Remote frees reached some full span of this class: drain them back.
     const uint64_t bit = uint64_t{1} << (c % 64);
     if (h->remote_hint[c / 64].load(std::memory_order_acquire) & bit) {
-      h->remote_hint[c / 64].fetch_and(~bit, std::memory_order_acq_rel);
+      h->remote_hint[c / 64].fetch_and(~bit, std::memory_order_seq_cst);
       for (Span* s = h->full[c].head; s != nullptr;) {
         Span* next = s->next;
         drain_remote(s);
