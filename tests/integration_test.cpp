@@ -157,7 +157,7 @@ class Driver {
     for (op_ = 0; op_ < ops; ++op_) {
       if (switching_ && op_ % 100 == 0) {
         const auto id = static_cast<uint8_t>(rng_() % (kLearnableStrategies + 1));
-        a_.selector().force_strategy_for_testing(id);
+        a_.selector().set_current(id);
       }
       step();
       if (::testing::Test::HasFatalFailure()) return;

@@ -94,7 +94,7 @@ TEST(Selector, SnapshotAgreesWithThresholdOf) {
   ASSERT_TRUE(s.init_fixed(300 * 1024));
   const uint8_t fixed = s.snapshot().id;
   for (uint8_t id = 0; id < kFixedStrategy + kFixedSlots; ++id) {
-    s.force_strategy_for_testing(id);
+    s.set_current(id);
     const StrategySnapshot snap = s.snapshot();
     EXPECT_EQ(snap.id, id);
     EXPECT_EQ(snap.threshold, s.threshold_of(id)) << int{id};
@@ -116,7 +116,7 @@ TEST(Selector, OptionThresholdReachesTheAllocatorsSelector) {
 TEST(Selector, I3StrategyBeforeBackingForEveryStrategy) {
   ScopedAllocator<TestConfig> a;
   for (uint8_t id = 0; id <= kFixedStrategy; ++id) {
-    a->selector().force_strategy_for_testing(id);
+    a->selector().set_current(id);
     const uint64_t t = a->selector().threshold_of(id);
     struct Want {
       uint64_t size;
@@ -165,9 +165,9 @@ TEST(Selector, I3StrategyBeforeBackingForEveryStrategy) {
 /// A block keeps the strategy it was made under when the strategy changes later; the audit judges it by that one.
 TEST(Selector, I3BlocksKeepTheirOwnStrategyAcrossASwitch) {
   ScopedAllocator<TestConfig> a;
-  a->selector().force_strategy_for_testing(11);             // 32 MiB: 1 MiB is Pool
+  a->selector().set_current(11);             // 32 MiB: 1 MiB is Pool
   void* pool = a->alloc(1 << 20, 1);
-  a->selector().force_strategy_for_testing(0);              // 64 KiB: 1 MiB is Map
+  a->selector().set_current(0);              // 64 KiB: 1 MiB is Map
   void* map = a->alloc(1 << 20, 1);
   ASSERT_NE(pool, nullptr);
   ASSERT_NE(map, nullptr);
@@ -189,7 +189,7 @@ TEST(Selector, I3BlocksKeepTheirOwnStrategyAcrossASwitch) {
   for (size_t i = 0; i < (1 << 20); i += 4093) ASSERT_EQ(b[i], 0x5a) << i;
 
   // A shrink in place under a different strategy records the new one.
-  a->selector().force_strategy_for_testing(3);  // 360448: 1 MiB - 1 KiB is still Map
+  a->selector().set_current(3);  // 360448: 1 MiB - 1 KiB is still Map
   void* same = a->realloc(moved, (1 << 20) - 1024, 1);
   ASSERT_NE(same, nullptr);
   EXPECT_EQ(a->inspect(same).kind, ExtentKind::kMapBlock);

@@ -83,6 +83,10 @@ struct HeapCounters {
   OwnedCounter pool_frees[SizeClasses::kCount];
   OwnedCounter map_allocs, map_frees, map_live_bytes;
   OwnedCounter remote_frees;
+  // Learn mode: requests of at least the smallest threshold, their large-path
+  // cycles, and their sizes by threshold band (folded at epoch boundaries only).
+  OwnedCounter large_requests, large_cycles;
+  OwnedCounter large_bands[13];
 
   int64_t pool_live_bytes() const {
     int64_t bytes = 0;

@@ -1,6 +1,8 @@
 // Bit and integer helpers shared by every layer; no allocation, no syscalls.
 #pragma once
 
+#include <x86intrin.h>
+
 #include <cstddef>
 #include <cstdint>
 
@@ -50,6 +52,9 @@ constexpr uint64_t mix64(uint64_t x) {
   x ^= x >> 31;
   return x;
 }
+
+/// The CPU's timestamp counter: a cheap clock for costing the large path (learn mode only).
+inline uint64_t cycles() { return __rdtsc(); }
 
 constexpr size_t kKiB = size_t{1} << 10;
 constexpr size_t kMiB = size_t{1} << 20;

@@ -22,7 +22,7 @@ enum class OptionKind : uint8_t {
  */
 #define HAKMEM_OPTION_TABLE(X)                                                                       \
   X(kMode, "mode", kEnum, 0, 0, 1, "fixed|learn",                                                    \
-    "selector mode: 'fixed' keeps the threshold below; 'learn' is reserved for the ELO selector")   \
+    "selector mode: 'fixed' keeps the threshold below; 'learn' lets ELO choose among the twelve")   \
   X(kThreshold, "threshold", kSize, 256 * 1024, 64 * 1024, 32 * 1024 * 1024, "",                     \
     "mmap threshold in fixed mode: requests of at least this size get their own mapping")          \
   X(kCache, "cache", kSize, 64 * 1024 * 1024, 0, uint64_t{1} << 40, "",                              \
@@ -35,7 +35,27 @@ enum class OptionKind : uint8_t {
   X(kOnError, "on_error", kEnum, 0, 0, 1, "abort|report",                                            \
     "after reporting a misuse: abort, or report and continue (the block is leaked, never reused)") \
   X(kOriginCheck, "origin_check", kEnum, 1, 0, 1, "0|1",                                             \
-    "report free/delete/delete[] mismatches (0 for programs that knowingly mix them)")
+    "report free/delete/delete[] mismatches (0 for programs that knowingly mix them)")             \
+  X(kEpochRequests, "epoch_requests", kUint, 10000, 100, 1000000000, "",                             \
+    "learn: an epoch ends after this many requests of at least 64 KiB ...")                          \
+  X(kEpochMs, "epoch_ms", kUint, 2000, 1, 3600000, "", "learn: ... or after this many milliseconds") \
+  X(kEloK, "elo_k", kUint, 32, 1, 400, "", "learn: ELO K factor")                                     \
+  X(kMinSamples, "min_samples", kUint, 50, 1, 1000000000, "",                                         \
+    "learn: an epoch with fewer large requests is not scored")                                        \
+  X(kEpsilon, "epsilon", kUint, 10, 0, 100, "", "learn: percent of LEARN epochs that explore")      \
+  X(kWeightCpu, "weight_cpu", kUint, 40, 0, 100, "", "learn: cost weight of large-path time, percent") \
+  X(kWeightFaults, "weight_faults", kUint, 30, 0, 100, "", "learn: cost weight of page faults, percent") \
+  X(kWeightBytes, "weight_bytes", kUint, 30, 0, 100, "", "learn: cost weight of bytes mapped, percent") \
+  X(kFreezeTol, "freeze_tol", kUint, 10, 0, 1000, "",                                                 \
+    "learn: FROZEN when the best's cost is stable within this many per mille ...")                   \
+  X(kWindows, "windows", kUint, 3, 1, 100, "", "learn: ... over this many epochs (also the relearn window)") \
+  X(kCanary, "canary", kUint, 5, 0, 100, "", "learn: percent of FROZEN epochs that try the runner-up") \
+  X(kCanaryWin, "canary_win", kUint, 5, 0, 100, "",                                                   \
+    "learn: percent cheaper the runner-up must be to be adopted")                                     \
+  X(kRelearnCost, "relearn_cost", kUint, 20, 1, 1000, "",                                             \
+    "learn: back to LEARN when cost is this many percent worse for a whole window")                  \
+  X(kRelearnShift, "relearn_shift", kUint, 25, 1, 100, "",                                            \
+    "learn: ... or when the size distribution moves by this many percent")
 
 /// Option identifiers, in table order.
 enum class Opt : uint8_t {

@@ -361,6 +361,22 @@ class Allocator {
       s.errors[i] = errors_[i].load();
       s.errors_total += s.errors[i];
     }
+    s.site_count = sites_.top(s.sites, StatsSnapshot::kTopSites);
+    if (learning_) {
+      // The learner changes only at epoch boundaries, under epoch_lock_.
+      LockGuard g(epoch_lock_);
+      s.learning = true;
+      s.lifecycle = learner_.state();
+      s.frozen = learner_.frozen();
+      s.learner = learner_.counters();
+      uint8_t order[kLearnableStrategies];
+      learner_.ranking(order);
+      for (size_t i = 0; i < kLearnableStrategies; ++i) {
+        const StrategyRecord& r = learner_.record(order[i]);
+        s.board[i] = StatsSnapshot::BoardRow{order[i], kStrategyThresholds[order[i]], r.rating, r.wins, r.losses,
+                                             r.draws, r.epochs};
+      }
+    }
     return s;
   }
 
@@ -510,6 +526,7 @@ class Allocator {
     while (large_ops_.load(std::memory_order_seq_cst) != 0) sched_yield();
     init_lock_.lock();
     if (!ready()) return;
+    epoch_lock_.lock();
     cache_.lock().lock();
     releaser_.lock().lock();
     map_.lock().lock();
@@ -537,10 +554,88 @@ class Allocator {
       map_.lock().unlock();
       releaser_.lock().unlock();
       cache_.lock().unlock();
+      epoch_lock_.unlock();
     }
     init_lock_.unlock();
   }
 
+  // ------------------------------------------------------------ learning
+
+  /// Counts one large request in this thread's counters; ends the epoch when it is full or old.
+  void note_large(uint64_t size, uintptr_t site, uint64_t spent) {
+    Heap* h = t_heap_.id == id_ ? t_heap_.heap : nullptr;
+    if (h != nullptr) {
+      h->counters.large_requests.add(1);
+      h->counters.large_cycles.add(static_cast<int64_t>(spent));
+      size_t band = 0;
+      while (band < kLearnableStrategies && size >= kStrategyThresholds[band]) ++band;
+      h->counters.large_bands[band].add(1);
+    }
+    sites_.note(site, size);
+    const uint64_t n = epoch_requests_.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (n >= epoch_target_ || ((n & 63) == 0 && pal_.now_ns() >= epoch_deadline_ns_.load(std::memory_order_relaxed))) {
+      end_epoch();
+    }
+  }
+
+  /**
+   * The epoch boundary: folds the per-thread counters, asks the cost source
+   * for the epoch's cost, and puts the learner's next strategy in force. One
+   * thread does it (try-lock); the others carry on with the strategy in force.
+   */
+  void end_epoch() {
+    if (!epoch_lock_.try_lock()) return;
+    const uint64_t requests = sum_counter(&HeapCounters::large_requests);
+    const uint64_t spent = sum_counter(&HeapCounters::large_cycles);
+    SizeSignature now;
+    for (size_t b = 0; b < kSizeBands; ++b) {
+      now.count[b] = sum_heaps([b](const HeapCounters& c) { return c.large_bands[b].get(); });
+    }
+    SizeSignature sig;
+    for (size_t b = 0; b < kSizeBands; ++b) sig.count[b] = now.count[b] - epoch_bands_.count[b];
+    const uint64_t n = requests - epoch_seen_requests_;
+    epoch_cycles_ = spent - epoch_seen_cycles_;
+    if (n > 0) {
+      const EpochCost cost = cost_source_->epoch_cost(selector_.current_id());
+      selector_.set_current(learner_.end_epoch(n, cost, sig));
+      epoch_seen_requests_ = requests;
+      epoch_seen_cycles_ = spent;
+      epoch_bands_ = now;
+    }
+    epoch_requests_.store(0, std::memory_order_relaxed);
+    epoch_deadline_ns_.store(pal_.now_ns() + epoch_ns_, std::memory_order_relaxed);
+    epoch_lock_.unlock();
+  }
+
+  /// The real cost source: large-path cycles, minor faults and bytes mapped during the epoch.
+  struct ProcessCost final : CostSource {
+    Allocator* owner = nullptr;
+    uint64_t last_faults = 0;
+    uint64_t last_mapped_total = 0;
+    EpochCost epoch_cost(uint8_t /*strategy*/) override {
+      EpochCost c;
+      c.cpu = static_cast<double>(owner->epoch_cycles_);
+      const uint64_t faults = owner->pal_.minor_faults();
+      c.faults = static_cast<double>(faults - last_faults);
+      last_faults = faults;
+      // Bytes mapped, ever: the net tally plus everything the releaser gave back.
+      const uint64_t total = owner->mapped_.load() + owner->releaser_.counters().unmapped_bytes.load();
+      c.bytes = static_cast<double>(total - last_mapped_total);
+      last_mapped_total = total;
+      return c;
+    }
+  };
+
+ public:
+  /// TestOnly: the learner's costs come from `source` (deterministic tests) instead of the process.
+  void set_cost_source_for_testing(CostSource* source) { cost_source_ = source; }
+  /// TestOnly: ends the epoch now (tests drive epochs without 10,000 requests).
+  void end_epoch_for_testing() { end_epoch(); }
+  /// The learner (leaderboard, lifecycle), for stats and tests.
+  const Learner& learner() const { return learner_; }
+  bool learning() const { return learning_; }
+
+ private:
   /// Brackets a large (Map) operation so prepare_fork() can wait for it (see there).
   class LargeOp {
    public:
@@ -577,11 +672,8 @@ class Allocator {
 
   bool init_locked(const Options& o) {
     opts_ = o;
-    if (opts_.get(Opt::kMode) == kModeLearn) {
-      write_stderr(nullptr, "hakmem: mode=learn is not available yet; using mode=fixed\n", 58);
-      opts_.set(Opt::kMode, kModeFixed);
-    }
-    codec_.set_secret(make_secret());
+    const uint64_t secret = make_secret();
+    codec_.set_secret(secret);
     if (id_ == 0) id_ = next_id();
     const GiveBack give_back{[](void* ctx, uintptr_t base, size_t len) {
                                static_cast<Allocator*>(ctx)->releaser_.add_raw(base, len);
@@ -594,6 +686,34 @@ class Allocator {
                    opts_.get(Opt::kDecayMs) * 1000000ull);
     cache_.init(&releaser_, opts_.get(Opt::kCache));
     selector_.init_fixed(opts_.get(Opt::kThreshold));
+    learning_ = opts_.get(Opt::kMode) == kModeLearn;
+    if (learning_) {
+      LearnerParams lp;
+      lp.k = static_cast<double>(opts_.get(Opt::kEloK));
+      lp.min_samples = opts_.get(Opt::kMinSamples);
+      lp.epsilon = static_cast<double>(opts_.get(Opt::kEpsilon)) / 100;
+      lp.weight_cpu = static_cast<double>(opts_.get(Opt::kWeightCpu)) / 100;
+      lp.weight_faults = static_cast<double>(opts_.get(Opt::kWeightFaults)) / 100;
+      lp.weight_bytes = static_cast<double>(opts_.get(Opt::kWeightBytes)) / 100;
+      lp.freeze_tolerance = static_cast<double>(opts_.get(Opt::kFreezeTol)) / 1000;
+      lp.windows = static_cast<unsigned>(opts_.get(Opt::kWindows));
+      lp.canary_rate = static_cast<double>(opts_.get(Opt::kCanary)) / 100;
+      lp.canary_win = static_cast<double>(opts_.get(Opt::kCanaryWin)) / 100;
+      lp.relearn_degrade = static_cast<double>(opts_.get(Opt::kRelearnCost)) / 100;
+      lp.relearn_shift = static_cast<double>(opts_.get(Opt::kRelearnShift)) / 100;
+      learner_.configure(lp, mix64(secret ^ 0x1ea4));
+      // Learning starts from the configured threshold when it is one of the twelve, else from
+      // the first; the sweep visits every strategy before any is trusted.
+      const uint8_t start = selector_.current_id() < kLearnableStrategies ? selector_.current_id() : 0;
+      learner_.start(start);
+      selector_.set_current(start);
+      epoch_target_ = opts_.get(Opt::kEpochRequests);
+      epoch_ns_ = opts_.get(Opt::kEpochMs) * 1000000ull;
+      epoch_deadline_ns_.store(pal_.now_ns() + epoch_ns_, std::memory_order_relaxed);
+      cost_source_ = &process_cost_;
+      process_cost_.owner = this;
+      process_cost_.last_faults = pal_.minor_faults();
+    }
     if (pthread_key_create(&key_, &on_thread_exit) != 0) return false;
     ready_.store(true, std::memory_order_release);
     return true;
@@ -646,7 +766,18 @@ class Allocator {
 
   // ------------------------------------------------------------ alloc path
 
+  /// alloc_backed(), and in learn mode the large requests' cost and size are counted.
   HAKMEM_ALWAYS_INLINE void* alloc_impl(size_t size, size_t align, uintptr_t site, Origin origin, bool* fresh) {
+    if (__builtin_expect(learning_ && size >= kMinThreshold, 0)) {
+      const uint64_t t0 = cycles();
+      void* p = alloc_backed(size, align, site, origin, fresh);
+      if (p != nullptr) note_large(size, site & kSiteMask, cycles() - t0);
+      return p;
+    }
+    return alloc_backed(size, align, site, origin, fresh);
+  }
+
+  HAKMEM_ALWAYS_INLINE void* alloc_backed(size_t size, size_t align, uintptr_t site, Origin origin, bool* fresh) {
     *fresh = false;
     if (!ensure_ready()) {
       errno = ENOMEM;
@@ -907,6 +1038,20 @@ class Allocator {
   std::atomic<bool> ready_{false};
   SpinLock init_lock_;
   HeapCounters orphan_{};
+  // Learn mode (ARCHITECTURE.md "Selector"): all touched at epoch boundaries, under epoch_lock_,
+  // except the request count and deadline, which the large path reads.
+  bool learning_ = false;
+  Learner learner_{};
+  SiteProfiles sites_{};
+  SpinLock epoch_lock_;
+  std::atomic<uint64_t> epoch_requests_{0};
+  std::atomic<uint64_t> epoch_deadline_ns_{0};
+  uint64_t epoch_target_ = 10000;
+  uint64_t epoch_ns_ = 2000000000;
+  uint64_t epoch_seen_requests_ = 0, epoch_seen_cycles_ = 0, epoch_cycles_ = 0;
+  SizeSignature epoch_bands_{};
+  ProcessCost process_cost_{};
+  CostSource* cost_source_ = nullptr;
   std::atomic<uint32_t> large_ops_{0};     ///< large operations in flight (fork waits for 0)
   std::atomic<bool> fork_pending_{false};  ///< set by prepare_fork: new large operations wait
   uint64_t id_ = 0;

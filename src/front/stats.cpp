@@ -38,6 +38,33 @@ void print_stats_table(const StatsSnapshot& s, WriteFn fn, void* arg) {
   o.str("  memory    mapped ").size(s.mapped_bytes).str(" = pool spans ").size(s.pool_span_bytes);
   o.str(" + map live ").size(s.map_live_bytes).str(" + cached ").size(s.cache_bytes).str(" + pending ");
   o.size(s.pending_bytes).str(" + metadata ").size(s.metadata_bytes).ch('\n');
+  if (s.learning) {
+    const LearnerCounters& c = s.learner;
+    o.str("  learner   ").str(lifecycle_name(s.lifecycle));
+    if (s.lifecycle != Lifecycle::kLearn) o.str(" on strategy ").dec(s.frozen).str(" (").size(kStrategyThresholds[s.frozen]).ch(')');
+    o.str("; ").dec(c.epochs).str(" epochs (").dec(c.scored_epochs).str(" scored), ").dec(c.matches).str(" matches\n");
+    o.str("            freezes ").dec(c.freezes).str(", relearns ").dec(c.relearns).str(" (cost ").dec(c.relearns_by_cost);
+    o.str(", size shift ").dec(c.relearns_by_shift).str("), canaries ").dec(c.canaries).str(" (adopted ");
+    o.dec(c.canary_adoptions).str(", rolled back ").dec(c.canary_rollbacks).str(")\n");
+    o.str("  rank  strategy  threshold     rating      W/L/D  epochs\n");
+    for (size_t i = 0; i < kLearnableStrategies; ++i) {
+      const StatsSnapshot::BoardRow& r = s.board[i];
+      o.pad(6, digits_of(i + 1)).dec(i + 1).pad(10, digits_of(r.strategy)).dec(r.strategy).str("  ");
+      o.size(r.threshold).str("  ");
+      o.fixed(r.rating, 1).str("  ").dec(r.wins).ch('/').dec(r.losses).ch('/').dec(r.draws);
+      o.str("  ").dec(r.epochs);
+      if (r.strategy == s.strategy) o.str("  <- in force");
+      o.ch('\n');
+    }
+  }
+  if (s.site_count > 0) {
+    o.str("  top sites of large requests\n");
+    for (size_t i = 0; i < s.site_count; ++i) {
+      o.str("    ").dec(s.sites[i].requests).str(" requests, ").size(s.sites[i].bytes).str(", at ");
+      format_site(o, s.sites[i].site);
+      o.ch('\n');
+    }
+  }
   o.str("  errors    ").dec(s.errors_total);
   for (size_t i = 1; i < static_cast<size_t>(Verdict::kCount); ++i) {
     if (s.errors[i] == 0) continue;
@@ -86,7 +113,48 @@ void print_stats_json(const StatsSnapshot& s, WriteFn fn, void* arg) {
   o.str("},\"memory\":{");
   kv("mapped", s.mapped_bytes);
   kv("metadata", s.metadata_bytes, true);
-  o.str("},\"errors\":{");
+  o.str("},\"learner\":{");
+  if (s.learning) {
+    const LearnerCounters& c = s.learner;
+    o.str("\"state\":\"").str(lifecycle_name(s.lifecycle)).str("\",");
+    kv("frozen", s.frozen);
+    kv("epochs", c.epochs);
+    kv("scored_epochs", c.scored_epochs);
+    kv("matches", c.matches);
+    kv("freezes", c.freezes);
+    kv("relearns", c.relearns);
+    kv("relearns_by_cost", c.relearns_by_cost);
+    kv("relearns_by_shift", c.relearns_by_shift);
+    kv("canaries", c.canaries);
+    kv("canary_adoptions", c.canary_adoptions);
+    kv("canary_rollbacks", c.canary_rollbacks);
+    kv("learning_work", c.learning_work);
+    o.str("\"leaderboard\":[");
+    for (size_t i = 0; i < kLearnableStrategies; ++i) {
+      const StatsSnapshot::BoardRow& r = s.board[i];
+      o.str(i == 0 ? "{" : ",{");
+      kv("rank", i + 1);
+      kv("strategy", r.strategy);
+      kv("threshold", r.threshold);
+      o.str("\"rating\":").fixed(r.rating, 1).ch(',');
+      kv("wins", r.wins);
+      kv("losses", r.losses);
+      kv("draws", r.draws);
+      kv("epochs", r.epochs);
+      o.str("\"active\":").str(r.strategy == s.strategy ? "true" : "false").ch('}');
+    }
+    o.str("]");
+  } else {
+    o.str("\"state\":\"off\"");
+  }
+  o.str("},\"sites\":[");
+  for (size_t i = 0; i < s.site_count; ++i) {
+    o.str(i == 0 ? "{" : ",{").str("\"site\":\"").hex(s.sites[i].site).str("\",");
+    kv("requests", s.sites[i].requests);
+    kv("bytes", s.sites[i].bytes, true);
+    o.ch('}');
+  }
+  o.str("],\"errors\":{");
   kv("total", s.errors_total);
   for (size_t i = 1; i < static_cast<size_t>(Verdict::kCount); ++i) {
     o.ch('"');

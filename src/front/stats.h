@@ -5,6 +5,7 @@
 
 #include "core/core.h"
 #include "header/header.h"
+#include "select/select.h"
 
 namespace hakmem {
 
@@ -30,6 +31,20 @@ struct StatsSnapshot {
   // misuse
   uint64_t errors[static_cast<size_t>(Verdict::kCount)] = {};
   uint64_t errors_total = 0;
+  // learner (mode=learn)
+  bool learning = false;
+  Lifecycle lifecycle = Lifecycle::kLearn;
+  uint8_t frozen = 0;
+  struct BoardRow {
+    uint8_t strategy;
+    uint64_t threshold;
+    double rating;
+    uint32_t wins, losses, draws, epochs;
+  } board[kLearnableStrategies] = {};  ///< best first
+  LearnerCounters learner{};
+  static constexpr size_t kTopSites = 5;
+  SiteProfileView sites[kTopSites] = {};
+  size_t site_count = 0;
 };
 
 /// The human-readable table (stats=1, hak_stats_print).

@@ -21,6 +21,7 @@ struct ReleaseCounters {
   std::atomic<uint64_t> unmap_calls{0};   ///< munmap syscalls made
   std::atomic<uint64_t> syscalls_saved{0};  ///< ranges released minus munmap calls (coalescing)
   std::atomic<uint64_t> unmap_failures{0};
+  std::atomic<uint64_t> unmapped_bytes{0};  ///< bytes given back to the OS, ever
 };
 
 /**
@@ -147,6 +148,7 @@ class BatchReleaser {
       while (j < n && batch[j].base == run_base + run_len) run_len += batch[j++].len;
       if (pal_->unmap(ReleaseCapability{}, reinterpret_cast<void*>(run_base), run_len)) {
         tally_->fetch_sub(run_len, std::memory_order_relaxed);
+        counters_.unmapped_bytes.fetch_add(run_len, std::memory_order_relaxed);
       } else {
         counters_.unmap_failures.fetch_add(1, std::memory_order_relaxed);
       }

@@ -75,8 +75,8 @@ class Selector {
     return fixed_[(id - kFixedStrategy) % kFixedSlots].load(std::memory_order_acquire);
   }
 
-  /// TestOnly: switches strategy, as the learning selector will at an epoch boundary.
-  void force_strategy_for_testing(uint8_t id) { current_.store(id, std::memory_order_relaxed); }
+  /// Puts strategy `id` in force: the learner at an epoch boundary, tests, mallopt via init_fixed.
+  void set_current(uint8_t id) { current_.store(id, std::memory_order_release); }
 
  private:
   std::atomic<uint8_t> current_{kFixedStrategy};
