@@ -387,7 +387,7 @@ TEST(BatchReleaser, FlushWithNothingPendingMakesNoSyscall) {
   void* q = a->alloc(1 * kMiB, kSite);  // live: not pending
   const uint64_t calls = a->pal().total_calls();
   a->flush();
-  a->flush_pending();
+  a->flush_pending_for_testing();
   EXPECT_EQ(a->pal().total_calls(), calls);
   EXPECT_EQ(a->stats().release_flushes, 0u);
   a->free(p, kSite);

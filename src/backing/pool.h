@@ -215,9 +215,6 @@ class Pool {
     return alloc_slow(h, c);
   }
 
-  /// The span owning extent e (which the Registry says is a Pool span).
-  static Span* span_of(Extent* e) { return static_cast<Span*>(e); }
-
   /**
    * The start of the block containing p, or 0 when p is not inside a block
    * that was ever handed out (past the carved blocks or in the span's tail).

@@ -314,8 +314,8 @@ class Allocator {
     releaser_.flush();
   }
 
-  /// Releases what is pending without touching the cache (exit).
-  void flush_pending() {
+  /// TestOnly: releases what is pending without touching the cache.
+  void flush_pending_for_testing() {
     if (ready()) releaser_.flush();
   }
 
@@ -362,6 +362,7 @@ class Allocator {
       s.errors_total += s.errors[i];
     }
     s.site_count = sites_.top(s.sites, StatsSnapshot::kTopSites);
+    s.site_other_requests = sites_.other_requests();
     if (learning_) {
       // The learner changes only at epoch boundaries, under epoch_lock_.
       LockGuard g(epoch_lock_);

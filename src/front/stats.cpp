@@ -64,6 +64,7 @@ void print_stats_table(const StatsSnapshot& s, WriteFn fn, void* arg) {
       format_site(o, s.sites[i].site);
       o.ch('\n');
     }
+    if (s.site_other_requests != 0) o.str("    ").dec(s.site_other_requests).str(" requests from sites past the table\n");
   }
   o.str("  errors    ").dec(s.errors_total);
   for (size_t i = 1; i < static_cast<size_t>(Verdict::kCount); ++i) {
@@ -154,7 +155,8 @@ void print_stats_json(const StatsSnapshot& s, WriteFn fn, void* arg) {
     kv("bytes", s.sites[i].bytes, true);
     o.ch('}');
   }
-  o.str("],\"errors\":{");
+  o.str("],\"sites_other_requests\":").dec(s.site_other_requests);
+  o.str(",\"errors\":{");
   kv("total", s.errors_total);
   for (size_t i = 1; i < static_cast<size_t>(Verdict::kCount); ++i) {
     o.ch('"');

@@ -45,6 +45,7 @@ struct StatsSnapshot {
   static constexpr size_t kTopSites = 5;
   SiteProfileView sites[kTopSites] = {};
   size_t site_count = 0;
+  uint64_t site_other_requests = 0;  ///< large requests from sites the bounded table had no slot for
 };
 
 /// The human-readable table (stats=1, hak_stats_print).
