@@ -567,7 +567,10 @@ TEST(ThreadsChurn, ThousandsOfShortThreadsStayBounded) {
   EXPECT_LE(max_meta, 8 * kMiB) << "metadata grew with the number of threads";
   EXPECT_LE(max_span_bytes, 32 * kMiB) << "Pool spans grew with the number of threads";
   // And no growth after the first batches: the rest of the run reuses heaps and spans.
-  EXPECT_LE(max_meta, meta_after_warmup + 4 * 64 * kKiB) << "metadata kept growing after warm-up";
+  // A span that lands in a new GiB of address space adds one 2 MiB Registry leaf; that
+  // depends on where the kernel maps, not on the number of threads, so one is allowed.
+  EXPECT_LE(max_meta, meta_after_warmup + Registry<LinuxPal>::kLeafBytes + 4 * 64 * kKiB)
+      << "metadata kept growing after warm-up";
   EXPECT_LE(max_span_bytes, spans_after_warmup + 16 * kMiB) << "spans kept growing after warm-up";
   const StatsSnapshot s = a->stats();
   EXPECT_GT(s.remote_frees, 0u);

@@ -586,6 +586,9 @@ class Allocator {
    */
   void end_epoch() {
     if (!epoch_lock_.try_lock()) return;
+    // What the trigger counted so far; requests made while this boundary runs stay counted
+    // for the next epoch (storing 0 would drop them and stretch the next epoch).
+    const uint64_t triggered = epoch_requests_.load(std::memory_order_relaxed);
     const uint64_t requests = sum_counter(&HeapCounters::large_requests);
     const uint64_t spent = sum_counter(&HeapCounters::large_cycles);
     SizeSignature now;
@@ -603,7 +606,7 @@ class Allocator {
       epoch_seen_cycles_ = spent;
       epoch_bands_ = now;
     }
-    epoch_requests_.store(0, std::memory_order_relaxed);
+    epoch_requests_.fetch_sub(triggered, std::memory_order_relaxed);
     epoch_deadline_ns_.store(pal_.now_ns() + epoch_ns_, std::memory_order_relaxed);
     epoch_lock_.unlock();
   }
@@ -769,7 +772,9 @@ class Allocator {
 
   /// alloc_backed(), and in learn mode the large requests' cost and size are counted.
   HAKMEM_ALWAYS_INLINE void* alloc_impl(size_t size, size_t align, uintptr_t site, Origin origin, bool* fresh) {
-    if (__builtin_expect(learning_ && size >= kMinThreshold, 0)) {
+    // ensure_ready() first: learning_ is set by initialization, which the very first
+    // call of the process may be about to run.
+    if (__builtin_expect(size >= kMinThreshold && ensure_ready() && learning_, 0)) {
       const uint64_t t0 = cycles();
       void* p = alloc_backed(size, align, site, origin, fresh);
       if (p != nullptr) note_large(size, site & kSiteMask, cycles() - t0);

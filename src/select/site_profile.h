@@ -31,6 +31,10 @@ class SiteProfiles {
   static constexpr size_t kProbe = 8;
 
   void note(uintptr_t site, uint64_t size) {
+    if (site == 0) {  // 0 marks an empty slot: an unknown site has no slot of its own
+      other_.add(size);
+      return;
+    }
     const uint64_t h = mix64(site);
     for (size_t i = 0; i < kProbe; ++i) {
       Slot& s = slots_[(h + i) % kSlots];
@@ -64,7 +68,7 @@ class SiteProfiles {
     return filled;
   }
 
-  /// Requests from sites that found no slot.
+  /// Requests from sites that found no slot, or whose site is unknown (0).
   uint64_t other_requests() const { return other_.requests.load(std::memory_order_relaxed); }
 
  private:
