@@ -313,6 +313,7 @@ class Pool {
 
   /// Fork support: the locks every Pool path may hold.
   void lock_all() {
+    grow_lock_.lock();
     lists_lock_.lock();
     spans_.lock().lock();
     heaps_.lock().lock();
@@ -321,6 +322,7 @@ class Pool {
     heaps_.lock().unlock();
     spans_.lock().unlock();
     lists_lock_.unlock();
+    grow_lock_.unlock();
   }
 
  private:
@@ -381,6 +383,10 @@ class Pool {
   }
 
   Span* new_span(Heap* h, size_t c) {
+    // One critical section from map to accounting: a fork (which takes this lock) must not
+    // copy a span mapped and tallied but not yet counted. A growth lock, taken once per span,
+    // like the Registry's: the map syscall under it is the point, not a hot path.
+    LockGuard g(grow_lock_);
     Span* s = spans_.make();
     if (s == nullptr) return nullptr;
     const size_t len = SizeClasses::span_size(c);
@@ -414,6 +420,7 @@ class Pool {
   ObjectPool<Span, Pal> spans_;
   ObjectPool<Heap, Pal> heaps_;
   SpinLock lists_lock_;
+  SpinLock grow_lock_;  ///< held across a new span's map, registration and accounting
   Heap* all_heaps_ = nullptr;
   SpanList abandoned_[SizeClasses::kCount];
   std::atomic<uint64_t> span_bytes_{0};
