@@ -261,7 +261,7 @@ const bool kIsChild = [] {
 // leaderboard ranked best first with the row in force marked once, and the busy site on top.
 TEST(LearnStats, TableShowsLifecycleLeaderboardAndSites) {
   int status = 0;
-  const std::string err = run_child("mode=learn:stats=1:epoch_requests=200", &status);
+  const std::string err = run_child("mode=learn:stats=1:epoch_requests=200:learn_sample=1", &status);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << err;
   ASSERT_NE(err.find("hakmem stats"), std::string::npos) << err;
   const Workloads w = workloads_of(err);
@@ -339,7 +339,7 @@ TEST(LearnStats, TableShowsLifecycleLeaderboardAndSites) {
 // ratings and exactly one active entry, the strategy in force; "sites" lists the busy call site first.
 TEST(LearnStats, JsonHasLearnerLeaderboardAndSites) {
   int status = 0;
-  const std::string err = run_child("mode=learn:stats=json:epoch_requests=200", &status);
+  const std::string err = run_child("mode=learn:stats=json:epoch_requests=200:learn_sample=1", &status);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << err;
   const Workloads w = workloads_of(err);
   ASSERT_NE(w.busy, 0u) << err;
@@ -429,7 +429,7 @@ TEST(LearnStats, JsonHasLearnerLeaderboardAndSites) {
 // learn mode, it must be counted like every other: in its site's profile and in the epoch.
 TEST(LearnStats, FirstCallLargeRequestIsProfiled) {
   int status = 0;
-  const std::string err = run_child("mode=learn:stats=json:epoch_requests=200", &status, "cold");
+  const std::string err = run_child("mode=learn:stats=json:epoch_requests=200:learn_sample=1", &status, "cold");
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << err;
   std::smatch m;
   ASSERT_TRUE(std::regex_search(err, m,

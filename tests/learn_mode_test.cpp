@@ -78,6 +78,7 @@ Options learn_options(uint64_t requests = kEpochRequests) {
   Options o;
   o.set(Opt::kMode, kModeLearn);
   o.set(Opt::kEpochRequests, requests);
+  o.set(Opt::kLearnSample, 1);  // every request booked: these tests count exactly
   o.set(Opt::kEpochMs, 3600000); // the maximum: only the request count ends an epoch
   return o;
 }
@@ -258,14 +259,14 @@ FreezeRun freeze_on(int d, uint64_t epsilon_percent, bool check_after = true) {
   EXPECT_EQ(c.relearns, 0u);
   EXPECT_EQ(c.epochs, c.scored_epochs) << "every epoch had " << kEpochRequests << " >= min_samples requests";
   EXPECT_EQ(cost.asked.size(), c.epochs) << "the cost source is asked once per epoch";
-  // The sweep: the first twelve epochs ran each strategy once, starting from strategy 0 (the
-  // default threshold, 256 KiB, is not one of the twelve).
+  // The sweep: the first twelve epochs ran each strategy once, starting from strategy 2 (200 KiB,
+  // the one of the twelve nearest the default threshold, 256 KiB, which is not one of them).
   std::bitset<kN> swept;
   for (size_t e = 0; e < kN && e < cost.asked.size(); ++e)
     swept.set(cost.asked[e]);
   EXPECT_TRUE(swept.all()) << "the first 12 epochs must sweep all strategies";
   if (!cost.asked.empty()) {
-    EXPECT_EQ(cost.asked[0], 0);
+    EXPECT_EQ(cost.asked[0], 2);
   }
 
   const StatsSnapshot s = a->stats();
@@ -305,13 +306,14 @@ FreezeRun freeze_on(int d, uint64_t epsilon_percent, bool check_after = true) {
 }
 
 // I11 through the allocator, exactly: with epsilon=0 the Learner sweeps the twelve (12 epochs),
-// then runs the best for `windows` (3) epochs and freezes: 15 epochs, 14 when D is the sweep's last.
+// then runs the best for `windows` (3) epochs and freezes: 15 epochs, 14 when D is the sweep's last
+// (the sweep starts at strategy 2, so it ends at 1).
 TEST(LearnModeI11, FreezesOnTheCheapestStrategyInAnExactNumberOfEpochsWithoutExploration) {
-  for (int d : {0, 3, 6, 9, 11}) {
+  for (int d : {0, 1, 3, 6, 9, 11}) {
     SCOPED_TRACE("D=" + std::to_string(d));
     const FreezeRun run = freeze_on(d, /*epsilon_percent=*/0);
     ASSERT_TRUE(run.frozen);
-    EXPECT_EQ(run.epochs_to_freeze, d == kN - 1 ? 14u : 15u);
+    EXPECT_EQ(run.epochs_to_freeze, d == 1 ? 14u : 15u);
     std::printf("[ MEASURED ] epsilon=0, D=%d: froze after %llu epochs\n", d,
                 static_cast<unsigned long long>(run.epochs_to_freeze));
   }
@@ -625,12 +627,14 @@ TEST(LearnModeFixed, NoEpochsEver) {
 }
 
 // Epochs end by time too: with epoch_requests at a million and epoch_ms=1, each batch of 64 large
-// requests after a 2 ms sleep ends one epoch (the deadline is checked every 64 requests).
+// requests after a 2 ms sleep ends one epoch. The deadline is looked at on a thread's sampled
+// request, the first of every learn_sample (64 here).
 TEST(LearnModeEpochs, EndByTimeEvery64RequestsWhenTheDeadlinePassed) {
   Options o;
   o.set(Opt::kMode, kModeLearn);
   o.set(Opt::kEpochRequests, 1000000);
   o.set(Opt::kEpochMs, 1);
+  o.set(Opt::kLearnSample, 64);
   ScopedAllocator<TestConfig> a(o);
   ScriptedCost cost;
   cost.unit = needle(3);
@@ -643,11 +647,16 @@ TEST(LearnModeEpochs, EndByTimeEvery64RequestsWhenTheDeadlinePassed) {
     for (int i = 0; i < 64; ++i)
       ASSERT_TRUE(drv.large());
   }
+  // Each batch's first request is the sampled one: after the sleep it ends the epoch, so the first
+  // epoch holds that one request (not scored: fewer than min_samples) and each later one the 64
+  // requests since.
   EXPECT_EQ(a->learner().counters().epochs, kBatches) << "each 64-request batch after 2 ms must end an epoch";
-  EXPECT_EQ(a->learner().counters().scored_epochs, kBatches) << "64 requests >= min_samples";
+  EXPECT_EQ(a->learner().counters().scored_epochs, kBatches - 1) << "64 requests >= min_samples";
 
-  // The deadline is only looked at on every 64th request of an epoch: 63 requests after the
-  // deadline end nothing, the 64th ends the epoch.
+  // Only sampled requests look at the deadline. The next request is sampled (each batch was one
+  // whole sample period): book it, then after the deadline the 63 unsampled ones end nothing and
+  // the 64th, sampled, ends the epoch.
+  ASSERT_TRUE(drv.large());
   const uint64_t epochs = a->learner().counters().epochs;
   usleep(2000);
   for (int i = 0; i < 63; ++i)
@@ -655,6 +664,34 @@ TEST(LearnModeEpochs, EndByTimeEvery64RequestsWhenTheDeadlinePassed) {
   EXPECT_EQ(a->learner().counters().epochs, epochs);
   ASSERT_TRUE(drv.large());
   EXPECT_EQ(a->learner().counters().epochs, epochs + 1);
+}
+
+// The default learn_sample (16): one request in 16 per thread is booked, weighted by 16, so site
+// counts and the epoch trigger are exact to within one sample period per thread, and the learner
+// still sees every request (the per-thread request counters are exact).
+TEST(LearnModeEpochs, SampledBookkeepingStaysWithinOneSamplePeriod) {
+  Options o;
+  o.set(Opt::kMode, kModeLearn);
+  o.set(Opt::kEpochRequests, 1600);
+  o.set(Opt::kEpochMs, 3600000);
+  ScopedAllocator<TestConfig> a(o);
+  ASSERT_EQ(a->options().get(Opt::kLearnSample), 16u);
+  ScriptedCost cost;
+  cost.unit = needle(3);
+  cost.requests = 1600;
+  a->set_cost_source_for_testing(&cost);
+  constexpr uintptr_t kSite = 0x4321;
+  for (int i = 0; i < 16000 + 5; ++i) {
+    void* p = a->alloc(128 * kKiB, kSite);
+    ASSERT_NE(p, nullptr);
+    a->free(p, kSite);
+  }
+  const StatsSnapshot s = a->stats();
+  ASSERT_GE(s.site_count, 1u);
+  EXPECT_EQ(s.sites[0].site, kSite);
+  EXPECT_GE(s.sites[0].requests + 16, 16005u) << "weighted site count within one sample period";
+  EXPECT_LE(s.sites[0].requests, 16005u + 16);
+  EXPECT_EQ(a->learner().counters().epochs, 10u) << "1600-request epochs over 16,005 requests";
 }
 
 // The real cost source (no injection): an mmap-heavy workload (BigCache off) of 1 MiB blocks with

@@ -118,6 +118,7 @@ struct Heap {
   SpanList full[SizeClasses::kCount];
   std::atomic<uint64_t> remote_hint[2] = {};
   HeapCounters counters;
+  uint32_t sample_countdown = 0;  ///< learn mode: large requests until the next sampled one (owner only)
   void* owner = nullptr;  ///< the Allocator this heap belongs to (for the thread-exit hook)
   Heap* next_all = nullptr;
   bool retired = false;

@@ -39,6 +39,8 @@ enum class OptionKind : uint8_t {
   X(kEpochRequests, "epoch_requests", kUint, 10000, 100, 1000000000, "",                             \
     "learn: an epoch ends after this many requests of at least 64 KiB ...")                          \
   X(kEpochMs, "epoch_ms", kUint, 2000, 1, 3600000, "", "learn: ... or after this many milliseconds") \
+  X(kLearnSample, "learn_sample", kUint, 16, 1, 1024, "",                                             \
+    "learn: time and profile one large request in this many per thread (1: every one)")              \
   X(kEloK, "elo_k", kUint, 32, 1, 400, "", "learn: ELO K factor")                                     \
   X(kMinSamples, "min_samples", kUint, 50, 1, 1000000000, "",                                         \
     "learn: an epoch with fewer large requests is not scored")                                        \

@@ -562,21 +562,25 @@ class Allocator {
 
   // ------------------------------------------------------------ learning
 
-  /// Counts one large request in this thread's counters; ends the epoch when it is full or old.
+  /**
+   * Counts one large request in this thread's counters (exact, thread-local). The
+   * sampled one of every learn_sample also books its cycles, its site and the shared
+   * epoch trigger, each weighted by learn_sample, and may end the epoch.
+   */
   void note_large(uint64_t size, uintptr_t site, uint64_t spent) {
     Heap* h = t_heap_.id == id_ ? t_heap_.heap : nullptr;
-    if (h != nullptr) {
-      h->counters.large_requests.add(1);
-      h->counters.large_cycles.add(static_cast<int64_t>(spent));
-      size_t band = 0;
-      while (band < kLearnableStrategies && size >= kStrategyThresholds[band]) ++band;
-      h->counters.large_bands[band].add(1);
+    if (h == nullptr) return;  // no heap: the allocation failed before one existed
+    h->counters.large_requests.add(1);
+    h->counters.large_bands[size_band(size)].add(1);
+    if (h->sample_countdown != 0) {
+      --h->sample_countdown;
+      return;
     }
-    sites_.note(site, size);
-    const uint64_t n = epoch_requests_.fetch_add(1, std::memory_order_relaxed) + 1;
-    if (n >= epoch_target_ || ((n & 63) == 0 && pal_.now_ns() >= epoch_deadline_ns_.load(std::memory_order_relaxed))) {
-      end_epoch();
-    }
+    h->sample_countdown = static_cast<uint32_t>(learn_sample_ - 1);
+    h->counters.large_cycles.add(static_cast<int64_t>(spent * learn_sample_));
+    sites_.note(site, size, learn_sample_);
+    const uint64_t n = epoch_requests_.fetch_add(learn_sample_, std::memory_order_relaxed) + learn_sample_;
+    if (n >= epoch_target_ || pal_.now_ns() >= epoch_deadline_ns_.load(std::memory_order_relaxed)) end_epoch();
   }
 
   /**
@@ -706,12 +710,21 @@ class Allocator {
       lp.relearn_degrade = static_cast<double>(opts_.get(Opt::kRelearnCost)) / 100;
       lp.relearn_shift = static_cast<double>(opts_.get(Opt::kRelearnShift)) / 100;
       learner_.configure(lp, mix64(secret ^ 0x1ea4));
-      // Learning starts from the configured threshold when it is one of the twelve, else from
-      // the first; the sweep visits every strategy before any is trusted.
-      const uint8_t start = selector_.current_id() < kLearnableStrategies ? selector_.current_id() : 0;
+      // Learning starts from the one of the twelve nearest the configured threshold (the
+      // default 256 KiB is not one of them), so the first epochs run what fixed mode would;
+      // the sweep then visits every strategy before any is trusted.
+      uint8_t start = 0;
+      const uint64_t want = opts_.get(Opt::kThreshold);
+      for (uint8_t i = 1; i < kLearnableStrategies; ++i) {
+        const uint64_t d = kStrategyThresholds[i] > want ? kStrategyThresholds[i] - want : want - kStrategyThresholds[i];
+        const uint64_t best = kStrategyThresholds[start] > want ? kStrategyThresholds[start] - want
+                                                                 : want - kStrategyThresholds[start];
+        if (d < best) start = i;
+      }
       learner_.start(start);
       selector_.set_current(start);
       epoch_target_ = opts_.get(Opt::kEpochRequests);
+      learn_sample_ = opts_.get(Opt::kLearnSample);
       epoch_ns_ = opts_.get(Opt::kEpochMs) * 1000000ull;
       epoch_deadline_ns_.store(pal_.now_ns() + epoch_ns_, std::memory_order_relaxed);
       cost_source_ = &process_cost_;
@@ -775,9 +788,13 @@ class Allocator {
     // ensure_ready() first: learning_ is set by initialization, which the very first
     // call of the process may be about to run.
     if (__builtin_expect(size >= kMinThreshold && ensure_ready() && learning_, 0)) {
-      const uint64_t t0 = cycles();
+      // One request in learn_sample per thread is timed and profiled (and stands for
+      // learn_sample requests): the bookkeeping of the others is two thread-local adds.
+      Heap* h = t_heap_.id == id_ ? t_heap_.heap : nullptr;
+      const bool sampled = h == nullptr || h->sample_countdown == 0;
+      const uint64_t t0 = sampled ? cycles() : 0;
       void* p = alloc_backed(size, align, site, origin, fresh);
-      if (p != nullptr) note_large(size, site & kSiteMask, cycles() - t0);
+      if (p != nullptr) note_large(size, site & kSiteMask, sampled ? cycles() - t0 : 0);
       return p;
     }
     return alloc_backed(size, align, site, origin, fresh);
@@ -1053,6 +1070,7 @@ class Allocator {
   std::atomic<uint64_t> epoch_requests_{0};
   std::atomic<uint64_t> epoch_deadline_ns_{0};
   uint64_t epoch_target_ = 10000;
+  uint64_t learn_sample_ = 16;
   uint64_t epoch_ns_ = 2000000000;
   uint64_t epoch_seen_requests_ = 0, epoch_seen_cycles_ = 0, epoch_cycles_ = 0;
   SizeSignature epoch_bands_{};

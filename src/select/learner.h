@@ -19,13 +19,24 @@ struct EpochCost {
 
 /// Large-request sizes of an epoch, by which threshold band they fall in (the signature).
 constexpr size_t kSizeBands = kLearnableStrategies + 1;
+
+/// How many of the twelve thresholds `size` reaches (0..12): its band. A binary search.
+inline size_t size_band(uint64_t size) {
+  size_t lo = 0, hi = kLearnableStrategies;
+  while (lo < hi) {
+    const size_t mid = (lo + hi) / 2;
+    if (size >= kStrategyThresholds[mid]) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
 struct SizeSignature {
   uint64_t count[kSizeBands] = {};
-  void add(uint64_t size) {
-    size_t b = 0;
-    while (b < kLearnableStrategies && size >= kStrategyThresholds[b]) ++b;
-    ++count[b];
-  }
+  void add(uint64_t size) { ++count[size_band(size)]; }
   uint64_t total() const {
     uint64_t n = 0;
     for (uint64_t c : count) n += c;

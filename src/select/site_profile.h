@@ -30,9 +30,10 @@ class SiteProfiles {
   static constexpr size_t kSlots = 256;
   static constexpr size_t kProbe = 8;
 
-  void note(uintptr_t site, uint64_t size) {
+  /// Counts `weight` requests of `size` bytes from `site` (a sampled request stands for several).
+  void note(uintptr_t site, uint64_t size, uint64_t weight = 1) {
     if (site == 0) {  // 0 marks an empty slot: an unknown site has no slot of its own
-      other_.add(size);
+      other_.add(size, weight);
       return;
     }
     const uint64_t h = mix64(site);
@@ -41,11 +42,11 @@ class SiteProfiles {
       uintptr_t held = s.site.load(std::memory_order_relaxed);
       if (held == 0 && s.site.compare_exchange_strong(held, site, std::memory_order_relaxed)) held = site;
       if (held == site) {
-        s.add(size);
+        s.add(size, weight);
         return;
       }
     }
-    other_.add(size);
+    other_.add(size, weight);
   }
 
   /// The `n` busiest sites, busiest first; returns how many were filled.
@@ -77,12 +78,10 @@ class SiteProfiles {
     std::atomic<uint64_t> requests{0};
     std::atomic<uint64_t> bytes{0};
     std::atomic<uint32_t> bands[kSizeBands] = {};
-    void add(uint64_t size) {
-      requests.fetch_add(1, std::memory_order_relaxed);
-      bytes.fetch_add(size, std::memory_order_relaxed);
-      size_t b = 0;
-      while (b < kLearnableStrategies && size >= kStrategyThresholds[b]) ++b;
-      bands[b].fetch_add(1, std::memory_order_relaxed);
+    void add(uint64_t size, uint64_t weight) {
+      requests.fetch_add(weight, std::memory_order_relaxed);
+      bytes.fetch_add(size * weight, std::memory_order_relaxed);
+      bands[size_band(size)].fetch_add(static_cast<uint32_t>(weight), std::memory_order_relaxed);
     }
     SiteProfileView view() const {
       SiteProfileView v;
