@@ -2,45 +2,24 @@
 #include <gtest/gtest.h>
 #include <hakmem/hakmem.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <regex>
 #include <string>
 
+#include "support/self_exec.h"
+
 namespace {
 
-/// Re-runs this binary's Child test with HAKMEM_OPTIONS set; returns its stderr.
-std::string run_child(const char* options, int* status) {
-  int fds[2];
-  if (pipe(fds) != 0) return "";
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], 2);
-    close(fds[0]);
-    std::string opt = std::string("HAKMEM_OPTIONS=") + options;
-    char* env[] = {opt.data(), const_cast<char*>("HAKMEM_EXIT_TEST_CHILD=1"), nullptr};
-    char* argv[] = {const_cast<char*>("/proc/self/exe"), nullptr};
-    execve("/proc/self/exe", argv, env);
-    _exit(127);
-  }
-  close(fds[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
-  close(fds[0]);
-  waitpid(pid, status, 0);
-  return out;
-}
+using hakmem_test::json_field;
 
-uint64_t json_number(const std::string& json, const std::string& section, const std::string& key) {
-  const size_t s = json.find("\"" + section + "\":{");
-  if (s == std::string::npos) return ~uint64_t{0};
-  const size_t k = json.find("\"" + key + "\":", s);
-  if (k == std::string::npos) return ~uint64_t{0};
-  return std::strtoull(json.c_str() + k + key.size() + 3, nullptr, 10);
+/// Re-runs this binary as the child with HAKMEM_OPTIONS set; returns its stderr.
+std::string run_child(const char* options, int* status) {
+  const hakmem_test::ChildResult r =
+      hakmem_test::run_self({std::string("HAKMEM_OPTIONS=") + options, "HAKMEM_EXIT_TEST_CHILD=1"});
+  *status = r.status;
+  return r.err;
 }
 
 }  // namespace
@@ -66,10 +45,10 @@ TEST(ExitFlush, PendingRangesAreReleasedAtExit_I10) {
   const std::string err = run_child("cache=0:batch=1g:decay_ms=0:stats=json", &status);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << err;
   ASSERT_NE(err.find("{\"hakmem\":"), std::string::npos) << "no JSON stats at exit: " << err;
-  EXPECT_EQ(json_number(err, "map", "frees"), 2u) << err;
-  EXPECT_EQ(json_number(err, "release", "blocks"), 2u) << err;
-  EXPECT_EQ(json_number(err, "release", "pending_bytes"), 0u) << "pending ranges survived exit: " << err;
-  EXPECT_GE(json_number(err, "release", "munmap_calls"), 1u) << err;
+  EXPECT_EQ(json_field(err, "map", "frees"), 2) << err;
+  EXPECT_EQ(json_field(err, "release", "blocks"), 2) << err;
+  EXPECT_EQ(json_field(err, "release", "pending_bytes"), 0) << "pending ranges survived exit: " << err;
+  EXPECT_GE(json_field(err, "release", "munmap_calls"), 1) << err;
 }
 
 // stats=1 prints the human-readable table at exit, once.
@@ -89,5 +68,5 @@ TEST(ExitFlush, BadOptionWarnsOnceAndKeepsDefaults) {
   const std::string err = run_child("cache=lots:stats=json", &status);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << err;
   EXPECT_NE(err.find("hakmem: option 'cache' value 'lots'"), std::string::npos) << err;
-  EXPECT_EQ(json_number(err, "bigcache", "cap"), 64u << 20) << err;
+  EXPECT_EQ(json_field(err, "bigcache", "cap"), int64_t{64} << 20) << err;
 }

@@ -24,6 +24,8 @@
 #include <regex>
 #include <sstream>
 #include <string>
+
+#include "support/self_exec.h"
 #include <vector>
 
 #include "select/selector.h"
@@ -57,28 +59,10 @@ __attribute__((noinline)) void quiet_workload(int n) {
 /// value of HAKMEM_LEARN_STATS_CHILD: "warm" makes one small request before the workload, "cold"
 /// lets the workload's first large request be the call that initializes the allocator.
 std::string run_child(const char *options, int *status, const char *child = "warm") {
-  int fds[2];
-  if (pipe(fds) != 0) return "";
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], 2);
-    close(fds[0]);
-    std::string opt = std::string("HAKMEM_OPTIONS=") + options;
-    std::string mode = std::string("HAKMEM_LEARN_STATS_CHILD=") + child;
-    char *env[] = {opt.data(), mode.data(), nullptr};
-    char *argv[] = {const_cast<char *>("/proc/self/exe"), nullptr};
-    execve("/proc/self/exe", argv, env);
-    _exit(127);
-  }
-  close(fds[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof(buf))) > 0)
-    out.append(buf, static_cast<size_t>(n));
-  close(fds[0]);
-  waitpid(pid, status, 0);
-  return out;
+  const hakmem_test::ChildResult r = hakmem_test::run_self(
+      {std::string("HAKMEM_OPTIONS=") + options, std::string("HAKMEM_LEARN_STATS_CHILD=") + child});
+  *status = r.status;
+  return r.err;
 }
 
 /// Where the child's workload functions are (it prints "workloads busy=0x... quiet=0x...").

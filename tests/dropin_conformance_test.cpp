@@ -30,6 +30,8 @@
 #include <new>
 #include <set>
 #include <string>
+
+#include "support/self_exec.h"
 #include <vector>
 
 #include "front/front.h"
@@ -214,53 +216,12 @@ __attribute__((noinline)) void* NewArraySite(size_t n) {
 
 // ---------------------------------------------------------------- re-executed children
 
-struct ChildResult {
-  int status = -1;
-  std::string out, err;
-};
+using hakmem_test::ChildResult;
 
 /// Runs this binary again with HAKMEM_DROPIN_CHILD=scenario and HAKMEM_OPTIONS=options.
 ChildResult RunChild(const char* scenario, const char* options) {
-  ChildResult r;
-  std::string child = std::string("HAKMEM_DROPIN_CHILD=") + scenario;
-  std::string opts = std::string("HAKMEM_OPTIONS=") + options;
-  char* env[] = {child.data(), opts.data(), nullptr};
-  char* argv[] = {const_cast<char*>("dropin_conformance_test"), nullptr};
-  int out[2], err[2];
-  if (pipe(out) != 0 || pipe(err) != 0) return r;
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out[1], 1);
-    dup2(err[1], 2);
-    close(out[0]);
-    close(err[0]);
-    execve("/proc/self/exe", argv, env);
-    _exit(127);
-  }
-  close(out[1]);
-  close(err[1]);
-  pollfd p[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  std::string* dst[2] = {&r.out, &r.err};
-  int open_fds = 2;
-  while (open_fds > 0 && poll(p, 2, 30000) > 0) {
-    for (int i = 0; i < 2; ++i) {
-      if (p[i].fd < 0 || p[i].revents == 0) continue;
-      char buf[4096];
-      const ssize_t n = read(p[i].fd, buf, sizeof(buf));
-      if (n > 0) {
-        dst[i]->append(buf, static_cast<size_t>(n));
-      } else {
-        close(p[i].fd);
-        p[i].fd = -1;
-        --open_fds;
-      }
-    }
-  }
-  for (const pollfd& f : p) {
-    if (f.fd >= 0) close(f.fd);
-  }
-  waitpid(pid, &r.status, 0);
-  return r;
+  return hakmem_test::run_self(
+      {std::string("HAKMEM_DROPIN_CHILD=") + scenario, std::string("HAKMEM_OPTIONS=") + options});
 }
 
 /// Child verdicts: 0 all good; otherwise the number of the first failed check.

@@ -34,6 +34,8 @@
 #include <new>
 #include <string>
 
+#include "support/self_exec.h"
+
 #include "front/front.h"
 
 #if !defined(__cpp_sized_deallocation)
@@ -266,56 +268,13 @@ namespace {
 
 // ================================================================ the parent
 
-struct ChildResult {
-  int status = -1;
-  std::string out, err;
-};
+using hakmem_test::ChildResult;
 
 ChildResult RunFirstCall(const char* var, const char* entry, const char* options) {
-  ChildResult r;
-  std::string e = std::string(var) + "=" + entry;
-  std::string o = std::string("HAKMEM_OPTIONS=") + options;
-  char* env[] = {e.data(), o.data(), nullptr};
-  char* argv[] = {const_cast<char*>("dropin_first_call_test"), nullptr};
-  int out[2], err[2];
-  if (pipe(out) != 0 || pipe(err) != 0) return r;
-  const pid_t pid = fork();
-  if (pid == 0) {
-    // A small stack: an entry point that recursed into itself would otherwise take a
-    // minute to overflow the default 8 MiB. The child needs only a few KiB.
-    const rlimit stack = {512 * 1024, 512 * 1024};
-    setrlimit(RLIMIT_STACK, &stack);
-    dup2(out[1], 1);
-    dup2(err[1], 2);
-    close(out[0]);
-    close(err[0]);
-    execve("/proc/self/exe", argv, env);
-    _exit(127);
-  }
-  close(out[1]);
-  close(err[1]);
-  pollfd p[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  std::string* dst[2] = {&r.out, &r.err};
-  int open_fds = 2;
-  while (open_fds > 0 && poll(p, 2, 30000) > 0) {
-    for (int i = 0; i < 2; ++i) {
-      if (p[i].fd < 0 || p[i].revents == 0) continue;
-      char buf[4096];
-      const ssize_t n = read(p[i].fd, buf, sizeof(buf));
-      if (n > 0) {
-        dst[i]->append(buf, static_cast<size_t>(n));
-      } else {
-        close(p[i].fd);
-        p[i].fd = -1;
-        --open_fds;
-      }
-    }
-  }
-  for (const pollfd& f : p) {
-    if (f.fd >= 0) close(f.fd);
-  }
-  waitpid(pid, &r.status, 0);
-  return r;
+  // A small stack: an entry point that recursed into itself would otherwise take a minute to
+  // overflow the default 8 MiB. The child needs only a few KiB.
+  return hakmem_test::run_self({std::string(var) + "=" + entry, std::string("HAKMEM_OPTIONS=") + options}, 30000,
+                               512 * 1024);
 }
 
 /// The JSON printed on the line starting with `label `; empty when missing.
