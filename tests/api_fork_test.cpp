@@ -19,20 +19,11 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include "support/sanitizer.h"
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kTsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kTsan = true;
-#else
-constexpr bool kTsan = false;
-#endif
-#else
-constexpr bool kTsan = false;
-#endif
+using hakmem_test::kTsan;
 
 #define SKIP_UNDER_TSAN()                                                                                  \
   do {                                                                                                     \

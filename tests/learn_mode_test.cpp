@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "front/front.h"
+#include "support/sanitizer.h"
 
 namespace hakmem {
 
@@ -42,17 +43,7 @@ namespace hakmem {
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kTsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kTsan = true;
-#else
-constexpr bool kTsan = false;
-#endif
-#else
-constexpr bool kTsan = false;
-#endif
+using hakmem_test::kTsan;
 
 constexpr int kN = kLearnableStrategies;
 constexpr uint64_t kEpochRequests = 100; // the option's minimum; min_samples stays at 50

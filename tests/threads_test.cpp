@@ -20,22 +20,13 @@
 #include <vector>
 
 #include "front/front.h"
+#include "support/sanitizer.h"
 
 using namespace hakmem;
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kTsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kTsan = true;
-#else
-constexpr bool kTsan = false;
-#endif
-#else
-constexpr bool kTsan = false;
-#endif
+using hakmem_test::kTsan;
 
 /// HAKMEM_TEST_VERBOSE=1 prints the measured quantities the bounds below are checked against.
 bool verbose() { return getenv("HAKMEM_TEST_VERBOSE") != nullptr; }
