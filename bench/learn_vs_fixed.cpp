@@ -42,109 +42,15 @@
 #include <string>
 #include <vector>
 
+#include "proof.h"
+
 namespace {
 
-[[noreturn]] void fail(const char* what, const std::string& detail) {
-  fprintf(stderr, "FAIL: %s: %s\n", what, detail.c_str());
-  fflush(stdout);
-  exit(1);
-}
-
-// ------------------------------------------------------------------ which allocator is serving
-
-/// The object file that defines `sym` in the global lookup scope, or "" when none does.
-std::string resolving_file(const char* sym) {
-  void* addr = dlsym(RTLD_DEFAULT, sym);
-  if (addr == nullptr) return "";
-  Dl_info info{};
-  if (dladdr(addr, &info) == 0 || info.dli_fname == nullptr) return "?";
-  return info.dli_fname;
-}
-
-/// "hakmem" when libhakmem is mapped and malloc, free and hak_stats_print_json resolve into it; "glibc" when no
-/// libhakmem is mapped and malloc/free resolve into libc. Exits 1 on any disagreement with `expect`.
-const char* prove_identity(const std::string& expect) {
-  FILE* maps = fopen("/proc/self/maps", "r");
-  if (maps == nullptr) fail("identity", "cannot open /proc/self/maps");
-  std::string mapped_path;
-  char line[4096];
-  while (fgets(line, sizeof line, maps) != nullptr) {
-    if (strstr(line, "libhakmem") == nullptr) continue;
-    if (const char* p = strchr(line, '/')) mapped_path.assign(p, strcspn(p, "\n"));
-  }
-  fclose(maps);
-  const bool hakmem = !mapped_path.empty();
-  const char* name = hakmem ? "hakmem" : "glibc";
-  const char* tag = hakmem ? "libhakmem" : "libc.so";
-  const std::string malloc_file = resolving_file("malloc");
-  const std::string free_file = resolving_file("free");
-  printf("allocator: %s\n", name);
-  printf("proof: /proc/self/maps maps %s\n", hakmem ? mapped_path.c_str() : "no libhakmem");
-  printf("proof: malloc -> %s\n", malloc_file.c_str());
-  printf("proof: free -> %s\n", free_file.c_str());
-  if (malloc_file.find(tag) == std::string::npos)
-    fail("identity", "malloc resolves into " + malloc_file + ", not " + tag);
-  if (free_file.find(tag) == std::string::npos) fail("identity", "free resolves into " + free_file + ", not " + tag);
-  if (hakmem) {
-    const std::string marker = resolving_file("hak_stats_print_json");
-    printf("proof: hak_stats_print_json -> %s\n", marker.c_str());
-    if (marker.find(tag) == std::string::npos) fail("identity", "hak_stats_print_json does not resolve into libhakmem");
-  }
-  if (expect != name) fail("identity", "BENCH_EXPECT=" + expect + " but " + name + " is serving");
-  return name;
-}
-
-// ------------------------------------------------------------------ hakmem's own counters
-
-using WriteFn = void (*)(void*, const char*, size_t);
-using StatsPrintFn = void (*)(WriteFn, void*);
-
-struct JsonBuf {
-  char text[65536];
-  size_t len;
-};
-JsonBuf g_json;  // static: the buffer must not come from the allocator being measured
-
-void json_append(void* arg, const char* text, size_t len) {
-  auto* b = static_cast<JsonBuf*>(arg);
-  const size_t n = std::min(len, sizeof b->text - 1 - b->len);
-  memcpy(b->text + b->len, text, n);
-  b->len += n;
-  b->text[b->len] = '\0';
-}
-
-/// hak_stats_print_json's output, found by dlsym (the benchmark never links hakmem).
-const char* hakmem_json() {
-  auto print = reinterpret_cast<StatsPrintFn>(dlsym(RTLD_DEFAULT, "hak_stats_print_json"));
-  if (print == nullptr) fail("hakmem stats", "hak_stats_print_json not found by dlsym");
-  g_json.len = 0;
-  g_json.text[0] = '\0';
-  print(json_append, &g_json);
-  return g_json.text;
-}
-
-/// The object `"name":{...}` (its opening brace on), or fails.
-const char* json_object(const char* json, const char* name) {
-  const std::string key = std::string("\"") + name + "\":{";
-  const char* at = strstr(json, key.c_str());
-  if (at == nullptr) fail("hakmem stats", "no " + key + " in hak_stats_print_json output");
-  return at + key.size() - 1;
-}
-
-uint64_t json_u64(const char* object, const char* name) {
-  const std::string key = std::string("\"") + name + "\":";
-  const char* at = strstr(object, key.c_str());
-  if (at == nullptr) fail("hakmem stats", "no " + key + " in hak_stats_print_json output");
-  return strtoull(at + key.size(), nullptr, 10);
-}
-
-std::string json_str(const char* object, const char* name) {
-  const std::string key = std::string("\"") + name + "\":\"";
-  const char* at = strstr(object, key.c_str());
-  if (at == nullptr) fail("hakmem stats", "no " + key + " in hak_stats_print_json output");
-  at += key.size();
-  return std::string(at, strcspn(at, "\""));
-}
+using bench::fail;
+using bench::json_object;
+using bench::json_str;
+using bench::json_u64;
+using bench::splitmix64;
 
 /// What the benchmark reads from hakmem.
 struct HakmemState {
@@ -157,7 +63,7 @@ struct HakmemState {
 };
 
 HakmemState hakmem_state() {
-  const char* j = hakmem_json();
+  const char* j = bench::hakmem_json();
   HakmemState s;
   const char* sel = json_object(j, "selector");
   s.mode = json_str(sel, "mode");
@@ -208,12 +114,6 @@ HakmemState hakmem_state() {
 
 // ------------------------------------------------------------------ workloads
 
-uint64_t splitmix64(uint64_t& s) {
-  uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
 /// One allocation site: sizes uniform in [min, max], `per_cycle` blocks each cycle, each kept for a lifetime
 /// uniform in [life_min, life_max] cycles (0: freed in the cycle that allocated it, right after it is filled).
@@ -301,11 +201,6 @@ long minor_faults() {
   return ru.ru_minflt;
 }
 
-long peak_rss_kb() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_maxrss;  // KiB on Linux
-}
 
 struct RunResult {
   std::vector<double> cycle_ns;
@@ -492,7 +387,7 @@ int main(int argc, char** argv) {
 
   const char* name = nullptr;
   if (workload == "overhead") {
-    name = prove_identity(expect);
+    name = bench::prove_identity(expect);
     const bool hakmem = strcmp(name, "hakmem") == 0;
     if (hakmem) {
       const char* want = getenv("BENCH_MODE");
@@ -522,7 +417,7 @@ int main(int argc, char** argv) {
     cycles = std::max<uint64_t>(100, static_cast<uint64_t>(static_cast<double>(cycles) * scale));
   }
 
-  name = prove_identity(expect);
+  name = bench::prove_identity(expect);
   const bool hakmem = strcmp(name, "hakmem") == 0;
   std::string mode = "-";
   HakmemState before;
@@ -581,7 +476,7 @@ int main(int argc, char** argv) {
          "released_mib=%llu\n",
          name, mode.c_str(), workload.c_str(), static_cast<unsigned long long>(cycles),
          static_cast<unsigned long long>(r.mallocs), median, mean, tail_median,
-         static_cast<double>(r.faults) / static_cast<double>(cycles), peak_rss_kb(),
+         static_cast<double>(r.faults) / static_cast<double>(cycles), bench::peak_rss_kb(),
          static_cast<unsigned long long>(after.strategy), static_cast<unsigned long long>(after.threshold),
          after.state.c_str(), static_cast<unsigned long long>(after.epochs),
          static_cast<unsigned long long>(after.scored), static_cast<unsigned long long>(after.freezes),

@@ -35,117 +35,21 @@
 #include <thread>
 #include <vector>
 
+#include "proof.h"
+
 namespace {
 
-// ------------------------------------------------------------------ which allocator is serving
-
-/// The allocators this benchmark knows, with the file-name tag that identifies each one's library.
-struct Known {
-  const char* name;
-  const char* tag;    // substring of the library path in /proc/self/maps and in dladdr's answer
-  const char* marker; // a symbol only that library defines, checked to resolve into it too
-};
-constexpr Known kKnown[] = {
-    {"hakmem", "libhakmem", "hak_stats_print_json"},
-    {"mimalloc", "libmimalloc", "mi_version"},
-    {"jemalloc", "libjemalloc", "mallctl"},
-    {"tcmalloc", "libtcmalloc", "tc_version"},
-};
-
-[[noreturn]] void fail(const char* what, const std::string& detail) {
-  fprintf(stderr, "FAIL: %s: %s\n", what, detail.c_str());
-  fflush(stdout);
-  exit(1);
-}
-
-/// The object file that defines `sym` in the global lookup scope, or "" when none does.
-std::string resolving_file(const char* sym) {
-  void* addr = dlsym(RTLD_DEFAULT, sym);
-  if (addr == nullptr) return "";
-  Dl_info info{};
-  if (dladdr(addr, &info) == 0 || info.dli_fname == nullptr) return "?";
-  return info.dli_fname;
-}
-
-/// Names the allocator from /proc/self/maps ("glibc" when no known library is mapped) and proves that malloc,
-/// free and the library's marker symbol resolve into it. Exits 1 on any disagreement with `expect`.
-const char* prove_identity(const std::string& expect) {
-  FILE* maps = fopen("/proc/self/maps", "r");
-  if (maps == nullptr) fail("identity", "cannot open /proc/self/maps");
-  const Known* found = nullptr;
-  std::string mapped_path;
-  char line[4096];
-  while (fgets(line, sizeof line, maps) != nullptr) {
-    for (const Known& k : kKnown) {
-      if (strstr(line, k.tag) == nullptr) continue;
-      if (found != nullptr && found != &k)
-        fail("identity", std::string("both ") + found->name + " and " + k.name + " are mapped");
-      found = &k;
-      if (const char* p = strchr(line, '/')) mapped_path.assign(p, strcspn(p, "\n"));
-    }
-  }
-  fclose(maps);
-  const char* name = found != nullptr ? found->name : "glibc";
-  const char* tag = found != nullptr ? found->tag : "libc.so";
-  const std::string malloc_file = resolving_file("malloc");
-  const std::string free_file = resolving_file("free");
-  printf("allocator: %s\n", name);
-  printf("proof: /proc/self/maps maps %s\n",
-         found != nullptr ? mapped_path.c_str() : "no libhakmem/libmimalloc/libjemalloc/libtcmalloc");
-  printf("proof: malloc -> %s\n", malloc_file.c_str());
-  printf("proof: free -> %s\n", free_file.c_str());
-  if (malloc_file.find(tag) == std::string::npos)
-    fail("identity", "malloc resolves into " + malloc_file + ", not " + tag);
-  if (free_file.find(tag) == std::string::npos) fail("identity", "free resolves into " + free_file + ", not " + tag);
-  if (found != nullptr) {
-    const std::string marker_file = resolving_file(found->marker);
-    printf("proof: %s -> %s\n", found->marker, marker_file.c_str());
-    if (marker_file.find(tag) == std::string::npos)
-      fail("identity", std::string(found->marker) + " does not resolve into " + tag);
-  }
-  if (expect != name) fail("identity", "BENCH_EXPECT=" + expect + " but " + name + " is serving");
-  return name;
-}
-
-// ------------------------------------------------------------------ hakmem's own counters
+using bench::fail;
+using bench::splitmix64;
 
 /// hakmem's Pool counters, read through hak_stats_print_json found by dlsym (the benchmark never links it).
 struct PoolCounters {
   uint64_t allocs = 0, frees = 0;
 };
 
-using WriteFn = void (*)(void*, const char*, size_t);
-using StatsPrintFn = void (*)(WriteFn, void*);
-
-struct JsonBuf {
-  char text[16384];
-  size_t len;
-};
-
-void json_append(void* arg, const char* text, size_t len) {
-  auto* b = static_cast<JsonBuf*>(arg);
-  const size_t n = std::min(len, sizeof b->text - 1 - b->len);
-  memcpy(b->text + b->len, text, n);
-  b->len += n;
-  b->text[b->len] = '\0';
-}
-
-uint64_t json_field(const char* object, const char* key) {
-  const char* at = strstr(object, key);
-  if (at == nullptr) fail("hakmem stats", std::string("no ") + key + " in hak_stats_print_json output");
-  return strtoull(at + strlen(key), nullptr, 10);
-}
-
 PoolCounters hakmem_pool_counters() {
-  auto print = reinterpret_cast<StatsPrintFn>(dlsym(RTLD_DEFAULT, "hak_stats_print_json"));
-  if (print == nullptr) fail("hakmem stats", "hak_stats_print_json not found by dlsym");
-  static JsonBuf buf; // static: the buffer must not come from the allocator being measured
-  buf.len = 0;
-  buf.text[0] = '\0';
-  print(json_append, &buf);
-  const char* pool = strstr(buf.text, "\"pool\":{");
-  if (pool == nullptr) fail("hakmem stats", std::string("no pool object in ") + buf.text);
-  return {json_field(pool, "\"allocs\":"), json_field(pool, "\"frees\":")};
+  const char* pool = bench::json_object(bench::hakmem_json(), "pool");
+  return {bench::json_u64(pool, "allocs"), bench::json_u64(pool, "frees")};
 }
 
 // ------------------------------------------------------------------ workloads
@@ -154,12 +58,6 @@ constexpr size_t kSizeCount = 1 << 14; // long enough that branch predictors can
 constexpr size_t kSizeMask = kSizeCount - 1;
 uint16_t g_sizes[kSizeCount];
 
-uint64_t splitmix64(uint64_t& s) {
-  uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
 /// Sizes 8..1024, log-uniform (as many 8-16 B requests as 512 B-1 KiB ones), from a fixed seed: identical for
 /// every allocator and every run.
@@ -319,12 +217,6 @@ RepResult run_mt(unsigned threads, uint64_t iters) {
   return {ns, 2 * iters * threads, (2 * iters + kLocal) * threads};
 }
 
-long peak_rss_kb() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_maxrss; // KiB on Linux
-}
-
 [[noreturn]] void usage(const char* msg) {
   fprintf(stderr,
           "small_objects: %s\nusage: BENCH_EXPECT=hakmem|mimalloc|jemalloc|tcmalloc|glibc small_objects "
@@ -379,7 +271,7 @@ int main(int argc, char** argv) {
     usage(("unknown workload " + workload).c_str());
   }
 
-  const char* name = prove_identity(expect);
+  const char* name = bench::prove_identity(expect);
   const bool hakmem = strcmp(name, "hakmem") == 0;
   make_sizes();
   const PoolCounters before = hakmem ? hakmem_pool_counters() : PoolCounters{};
@@ -413,6 +305,6 @@ int main(int argc, char** argv) {
     printf(" %.2f", v);
   printf(" ns/op\n");
   printf("RESULT allocator=%s workload=%s ns_per_op=%.3f peak_rss_kb=%ld reps=%d ops_per_rep=%llu\n", name,
-         workload.c_str(), median, peak_rss_kb(), reps, static_cast<unsigned long long>(ops));
+         workload.c_str(), median, bench::peak_rss_kb(), reps, static_cast<unsigned long long>(ops));
   return 0;
 }

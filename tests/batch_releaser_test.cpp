@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "front/front.h"
+#include "support/audit.h"
 
 using namespace hakmem;
 
@@ -60,12 +61,6 @@ std::vector<Range> UnmapsSince(const Pal& pal, uint64_t from) {
   std::sort(out.begin(), out.end());
   return out;
 }
-
-#define EXPECT_AUDIT_OK(a)               \
-  do {                                   \
-    const AuditResult r_ = (a)->audit(); \
-    EXPECT_TRUE(r_.ok) << r_.failure;    \
-  } while (0)
 
 // ------------------------------------------------------------ the releaser on its own
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "front/front.h"
+#include "support/audit.h"
 
 using namespace hakmem;
 
@@ -35,12 +36,6 @@ uintptr_t SiteInAnotherBucket(uintptr_t other) {
     if (Cache::bucket_of(s) != Cache::bucket_of(other)) return s;
   }
 }
-
-#define EXPECT_AUDIT_OK(a)               \
-  do {                                   \
-    const AuditResult r_ = (a)->audit(); \
-    EXPECT_TRUE(r_.ok) << r_.failure;    \
-  } while (0)
 
 }  // namespace
 

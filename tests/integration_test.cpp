@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "front/front.h"
+#include "support/pattern.h"
 
 using namespace hakmem;
 
@@ -24,7 +25,6 @@ constexpr size_t kMaxLiveBlocks = 64;
 constexpr uint64_t kMaxLiveBytes = uint64_t{32} << 20;
 
 /// The byte pattern of a block keyed `key`: the 8-byte word at offset 8*i is key + (i + 1) * golden.
-uint64_t pattern_word(uint64_t key, uint64_t i) { return key + (i + 1) * 0x9E3779B97F4A7C15ull; }
 
 constexpr uint64_t kFullPatternMax = uint64_t{1} << 20;
 constexpr uint64_t kEdge = 64 * 1024;
@@ -48,36 +48,9 @@ void for_each_checked_range(uint64_t n, Fn&& fn) {
   fn(tail, n - tail);
 }
 
-void fill_range(unsigned char* b, uint64_t off, uint64_t len, uint64_t key) {
-  const uint64_t end = off + len;
-  for (; off + 8 <= end; off += 8) {
-    const uint64_t w = pattern_word(key, off / 8);
-    memcpy(b + off, &w, 8);
-  }
-  if (off < end) {
-    const uint64_t w = pattern_word(key, off / 8);
-    memcpy(b + off, &w, end - off);
-  }
-}
-
-/// Offset of the first byte in [off, off + len) that breaks the pattern, or -1.
-int64_t mismatch_in_range(const unsigned char* b, uint64_t off, uint64_t len, uint64_t key) {
-  const uint64_t end = off + len;
-  for (; off + 8 <= end; off += 8) {
-    uint64_t have;
-    memcpy(&have, b + off, 8);
-    if (have != pattern_word(key, off / 8)) break;
-  }
-  for (; off < end; ++off) {
-    const uint64_t w = pattern_word(key, off / 8);
-    if (b[off] != reinterpret_cast<const unsigned char*>(&w)[off % 8]) return static_cast<int64_t>(off);
-  }
-  return -1;
-}
-
 /// Writes the pattern of an n-byte block.
 void fill(void* p, uint64_t n, uint64_t key) {
-  for_each_checked_range(n, [&](uint64_t off, uint64_t len) { fill_range(static_cast<unsigned char*>(p), off, len, key); });
+  for_each_checked_range(n, [&](uint64_t off, uint64_t len) { hakmem_test::fill_pattern(static_cast<unsigned char*>(p), off, len, key); });
 }
 
 /// Checks the pattern an n-byte block was filled with, over its first `keep` bytes; the first bad offset or -1.
@@ -86,7 +59,7 @@ int64_t first_mismatch(const void* p, uint64_t n, uint64_t keep, uint64_t key) {
   for_each_checked_range(n, [&](uint64_t off, uint64_t len) {
     if (bad >= 0 || off >= keep) return;
     if (off + len > keep) len = keep - off;
-    bad = mismatch_in_range(static_cast<const unsigned char*>(p), off, len, key);
+    bad = hakmem_test::pattern_mismatch(static_cast<const unsigned char*>(p), off, len, key);
   });
   return bad;
 }

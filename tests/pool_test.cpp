@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "front/front.h"
+#include "support/audit.h"
 
 using namespace hakmem;
 
@@ -42,12 +43,6 @@ bool AllBytes(const void* p, size_t n, unsigned char v) {
   }
   return true;
 }
-
-#define EXPECT_AUDIT_OK(a)                   \
-  do {                                       \
-    const AuditResult r_ = (a)->audit();     \
-    EXPECT_TRUE(r_.ok) << r_.failure;        \
-  } while (0)
 
 }  // namespace
 

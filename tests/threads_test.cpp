@@ -21,6 +21,7 @@
 
 #include "front/front.h"
 #include "support/sanitizer.h"
+#include "support/pattern.h"
 
 using namespace hakmem;
 
@@ -37,7 +38,6 @@ constexpr size_t scaled(size_t normal, size_t tsan) { return kTsan ? tsan : norm
 // ------------------------------------------------------------------ block contents
 
 /// The pattern word at 8-byte index i of a block keyed `key`.
-uint64_t pattern_word(uint64_t key, uint64_t i) { return (key ^ (i * 0x9E3779B97F4A7C15ull)) + i; }
 
 /**
  * The ranges of an n-byte block that carry the pattern: all of it up to 4 KiB; above, the first and
@@ -58,17 +58,8 @@ void for_each_range(uint64_t n, Fn&& fn) {
 }
 
 void fill(void* p, uint64_t n, uint64_t key) {
-  auto* b = static_cast<unsigned char*>(p);
   for_each_range(n, [&](uint64_t off, uint64_t len) {
-    const uint64_t end = off + len;
-    for (; off + 8 <= end; off += 8) {
-      const uint64_t w = pattern_word(key, off / 8);
-      memcpy(b + off, &w, 8);
-    }
-    if (off < end) {
-      const uint64_t w = pattern_word(key, off / 8);
-      memcpy(b + off, &w, end - off);
-    }
+    hakmem_test::fill_pattern(static_cast<unsigned char*>(p), off, len, key);
   });
 }
 
@@ -78,15 +69,7 @@ bool intact(const void* p, uint64_t written, uint64_t limit, uint64_t key) {
   bool ok = true;
   for_each_range(written, [&](uint64_t off, uint64_t len) {
     const uint64_t end = std::min(off + len, limit);
-    for (; ok && off + 8 <= end; off += 8) {
-      uint64_t have;
-      memcpy(&have, b + off, 8);
-      ok = have == pattern_word(key, off / 8);
-    }
-    for (; ok && off < end; ++off) {
-      const uint64_t w = pattern_word(key, off / 8);
-      ok = b[off] == reinterpret_cast<const unsigned char*>(&w)[off % 8];
-    }
+    if (ok && end > off) ok = hakmem_test::pattern_mismatch(b, off, end - off, key) < 0;
   });
   return ok;
 }
