@@ -27,7 +27,6 @@ struct Span : Extent {
   uint64_t magic = 0;     ///< div_magic(block_size): block index without a divide
   uint32_t capacity = 0;  ///< blocks that fit
   std::atomic<uint32_t> carved{0};  ///< blocks handed out at least once (owner writes; freeing threads read)
-  uint32_t used = 0;      ///< owner's count of blocks not on `free` (remote frees not yet drained count as used)
   bool in_full = false;   ///< which owner list holds it
   FreeBlock* free = nullptr;                ///< owner-only free list
   std::atomic<FreeBlock*> remote{nullptr};  ///< frees from other threads (Treiber stack)
@@ -203,13 +202,11 @@ class Pool {
     if (s != nullptr) {
       if (FreeBlock* b = s->free) {
         s->free = b->next;
-        ++s->used;
         return reinterpret_cast<uintptr_t>(b) - kHeaderSize;
       }
       const uint32_t k = s->carved.load(std::memory_order_relaxed);
       if (k < s->capacity) {
         s->carved.store(k + 1, std::memory_order_relaxed);  // single writer: no RMW needed
-        ++s->used;
         return s->base + uintptr_t{k} * s->block_size;
       }
     }
@@ -236,7 +233,6 @@ class Pool {
     if (me != nullptr && s->owner.load(std::memory_order_relaxed) == me) {
       b->next = s->free;
       s->free = b;
-      --s->used;
       if (s->in_full) {
         me->full[s->cls].remove(s);
         s->in_full = false;
@@ -333,7 +329,6 @@ class Pool {
       FreeBlock* next = list->next;
       list->next = s->free;
       s->free = list;
-      --s->used;
       list = next;
     }
   }

@@ -47,10 +47,23 @@ class Registry {
     if ((addr >> kAddressBits) != 0) return nullptr;
     std::atomic<Slot*>* root = root_.load(std::memory_order_acquire);
     if (root == nullptr) return nullptr;
+    return lookup_in(root, addr);
+  }
+
+  /// lookup() once init() has succeeded (the root table exists): the free fast path's form.
+  Extent* lookup_initialized(uintptr_t addr) const {
+    if ((addr >> kAddressBits) != 0) return nullptr;
+    return lookup_in(root_.load(std::memory_order_acquire), addr);
+  }
+
+ private:
+  Extent* lookup_in(std::atomic<Slot*>* root, uintptr_t addr) const {
     Slot* leaf = root[addr >> (kPageShift + kLeafBits)].load(std::memory_order_acquire);
     if (leaf == nullptr) return nullptr;
     return leaf[(addr >> kPageShift) & ((size_t{1} << kLeafBits) - 1)].load(std::memory_order_acquire);
   }
+
+ public:
 
   /// Makes every page of [base, base+len) answer `e`. False (and nothing
   /// changed) when a table page could not be mapped.

@@ -9,6 +9,35 @@
 
 namespace hakmem {
 
+namespace size_class_detail {
+constexpr size_t kSmallStep = 16;
+constexpr size_t kSmallMax = 128;
+constexpr unsigned kFirstLog = 7;  // 2^7 = 128
+/// Requests up to this size find their class in a table (the fast path's case).
+constexpr size_t kLookupMax = 1024;
+
+/// Smallest class whose usable size is >= n, by arithmetic.
+constexpr size_t class_of_computed(size_t n) {
+  if (n <= kSmallMax) return n == 0 ? 0 : (n + kSmallStep - 1) / kSmallStep - 1;
+  const unsigned lg = log2_floor(n - 1);  // n in (2^lg, 2^(lg+1)]
+  const size_t sub = ((n - 1) - (size_t{1} << lg)) >> (lg - 2);
+  return kSmallMax / kSmallStep + (lg - kFirstLog) * 4 + sub;
+}
+
+/// Class of every request up to kLookupMax, indexed by (n + 15) / 16: every class
+/// boundary up to 1 KiB is a multiple of 16, so one load replaces the arithmetic.
+struct Lookup {
+  uint8_t cls[kLookupMax / kSmallStep + 1];
+};
+inline constexpr Lookup kLookup = [] {
+  Lookup t{};
+  for (size_t i = 0; i <= kLookupMax / kSmallStep; ++i) {
+    t.cls[i] = static_cast<uint8_t>(class_of_computed(i * kSmallStep));
+  }
+  return t;
+}();
+}  // namespace size_class_detail
+
 /**
  * Usable sizes 16, 32, ..., 128, then 160, 192, 224, 256, 320, ... (four per
  * doubling), to 64 MiB. A block is its usable size plus the 16-byte header, so
@@ -16,20 +45,23 @@ namespace hakmem {
  * that an aligned request below the threshold still fits the Pool (I3).
  */
 struct SizeClasses {
-  static constexpr size_t kSmallStep = 16;
-  static constexpr size_t kSmallMax = 128;
+  static constexpr size_t kSmallStep = size_class_detail::kSmallStep;
+  static constexpr size_t kSmallMax = size_class_detail::kSmallMax;
   static constexpr size_t kSmallCount = kSmallMax / kSmallStep;  // classes 0..7
-  static constexpr unsigned kFirstLog = 7;                        // 2^7 = 128
+  static constexpr unsigned kFirstLog = size_class_detail::kFirstLog;
+  static constexpr size_t kLookupMax = size_class_detail::kLookupMax;
   static constexpr unsigned kTopLog = 26;                         // 2^26 = 64 MiB
   static constexpr size_t kCount = kSmallCount + (kTopLog - kFirstLog) * 4;
   static constexpr size_t kMaxUsable = size_t{1} << kTopLog;
 
   /// Smallest class whose usable size is >= n (n <= kMaxUsable).
   static constexpr size_t class_of(size_t n) {
-    if (n <= kSmallMax) return n == 0 ? 0 : (n + kSmallStep - 1) / kSmallStep - 1;
-    const unsigned lg = log2_floor(n - 1);  // n in (2^lg, 2^(lg+1)]
-    const size_t sub = ((n - 1) - (size_t{1} << lg)) >> (lg - 2);
-    return kSmallCount + (lg - kFirstLog) * 4 + sub;
+    return n <= kLookupMax ? small_class_of(n) : size_class_detail::class_of_computed(n);
+  }
+
+  /// class_of() for n <= kLookupMax: one table load.
+  static constexpr size_t small_class_of(size_t n) {
+    return size_class_detail::kLookup.cls[(n + kSmallStep - 1) / kSmallStep];
   }
 
   /// Usable bytes of class c.
@@ -57,6 +89,9 @@ struct SizeClasses {
 };
 
 static_assert(SizeClasses::kCount == 84);
+static_assert(SizeClasses::class_of(0) == 0 && SizeClasses::class_of(16) == 0 && SizeClasses::class_of(17) == 1);
+static_assert(SizeClasses::class_of(1024) == size_class_detail::class_of_computed(1024) &&
+              SizeClasses::class_of(1025) == SizeClasses::class_of(1024) + 1);
 static_assert(SizeClasses::usable(SizeClasses::kCount - 1) == SizeClasses::kMaxUsable);
 static_assert(SizeClasses::class_of(SizeClasses::kMaxUsable) == SizeClasses::kCount - 1);
 static_assert(SizeClasses::class_of(129) == 8 && SizeClasses::usable(8) == 160);

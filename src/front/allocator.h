@@ -112,28 +112,50 @@ class Allocator {
    * else takes alloc_impl.
    */
   HAKMEM_ALWAYS_INLINE void* alloc(size_t size, uintptr_t site, Origin origin = Origin::kMalloc) {
-    if (__builtin_expect(t_heap_.id == id_ && size < kMinThreshold, 1)) {
+    // Sizes below the smallest threshold are Pool under every strategy (I3). Up to
+    // 1 KiB the class is one table load; then two loads reach the free block, and
+    // the header is encoded. An empty span list or free list is refilled out of line
+    // (a tail call, so this path needs no stack frame).
+    if (__builtin_expect(size < kMinThreshold && t_heap_.id == id_, 1)) {
       Heap* h = t_heap_.heap;
       const size_t c = SizeClasses::class_of(size);
       Span* s = h->partial[c].head;
       FreeBlock* b = s != nullptr ? s->free : nullptr;
-      if (__builtin_expect(b != nullptr, 1)) {
-        s->free = b->next;
-        ++s->used;
-        const uintptr_t block = reinterpret_cast<uintptr_t>(b) - kHeaderSize;
-        HeaderFields f;
-        f.method = Method::kPool;
-        f.origin = origin;
-        f.strategy = selector_.current_id();
-        f.size = size;
-        f.site = site & kSiteMask;
-        codec_.encode(f, reinterpret_cast<void*>(block));
-        h->counters.pool_allocs[c].add(1);
-        return b;
-      }
+      if (__builtin_expect(b == nullptr, 0)) return alloc_refill(h, c, size, site, origin);
+      s->free = b->next;
+      return hand_out_pool_block(h, c, reinterpret_cast<uintptr_t>(b) - kHeaderSize, size, site, origin);
     }
+    return alloc_slow(size, site, origin);
+  }
+
+  /// alloc() past its fast path: out of line, so the fast path needs no stack frame.
+  [[gnu::noinline]] void* alloc_slow(size_t size, uintptr_t site, Origin origin) {
     bool fresh;
     return alloc_impl(size, kHeaderSize, site, origin, &fresh);
+  }
+
+  /// alloc() when class c's head span has no free block: carving, draining, adopting or mapping.
+  [[gnu::noinline]] void* alloc_refill(Heap* h, size_t c, size_t size, uintptr_t site, Origin origin) {
+    const uintptr_t block = pool_.alloc(h, c);
+    if (block == 0) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    return hand_out_pool_block(h, c, block, size, site, origin);
+  }
+
+  /// Writes a plain Pool block's header (strategy in force, I3) and counts it.
+  HAKMEM_ALWAYS_INLINE void* hand_out_pool_block(Heap* h, size_t c, uintptr_t block, size_t size, uintptr_t site,
+                                                 Origin origin) {
+    HeaderFields f;
+    f.method = Method::kPool;
+    f.origin = origin;
+    f.strategy = selector_.current_id();
+    f.size = size;
+    f.site = site & kSiteMask;
+    codec_.encode(f, reinterpret_cast<void*>(block));
+    h->counters.pool_allocs[c].add(1);
+    return reinterpret_cast<void*>(block + kHeaderSize);
   }
 
   /// `size` bytes aligned to `align` (a power of two); EINVAL for a bad alignment.
@@ -209,39 +231,69 @@ class Allocator {
    * returned (only reachable with on_error=report: the default aborts).
    */
   HAKMEM_ALWAYS_INLINE Verdict free(void* p, uintptr_t site, Origin origin = Origin::kMalloc) {
-    // Fast path: a plain Pool block freed by the thread whose heap is set up, with
-    // the same checks as locate() (ownership, exact block pointer, checksum,
-    // method/state/origin in one compare, size within the block). Anything else,
-    // including every misuse, goes through free_checked() for the diagnosis.
-    const auto u = reinterpret_cast<uintptr_t>(p);
-    Extent* e = registry_.lookup(u);
-    if (__builtin_expect(e != nullptr && e->kind == ExtentKind::kPoolSpan && t_heap_.id == id_, 1)) {
-      auto* s = static_cast<Span*>(e);
-      const uintptr_t block = u - kHeaderSize;
-      const uint64_t off = block - s->base;
-      const uint64_t idx = div_by_magic(off, s->block_size, s->magic);
-      if (idx * s->block_size == off && idx < s->carved.load(std::memory_order_relaxed)) {
-        const Header h = HeaderCodec::load(reinterpret_cast<void*>(block));
-        const uint64_t expect = uint64_t{static_cast<uint8_t>(Method::kPool)} |
-                                uint64_t{static_cast<uint8_t>(State::kLive)} << 2 |
-                                uint64_t{static_cast<uint8_t>(origin)} << 4;
-        uint32_t sum;
-        if (((h.lo >> 32) & 0x3f) == expect && h.size() <= s->block_size - kHeaderSize &&
-            codec_.valid(h, block, &sum)) {
-          HeaderCodec::store(codec_.resealed(h, sum, State::kFree), reinterpret_cast<void*>(block));
-          Heap* me = t_heap_.heap;
-          me->counters.pool_frees[s->cls].add(1);
-          pool_.free(me, s, block);
-          return Verdict::kOk;
-        }
-      }
-    }
+    if (__builtin_expect(free_fast(p, origin), 1)) return Verdict::kOk;
     return free_checked(p, site, origin);
   }
 
+  /**
+   * free()'s fast path: true when p was a plain Pool block, live, of a compatible
+   * origin, and is now freed, after the same checks as locate() (ownership, exact
+   * block pointer, checksum, method/state/origin in one compare). False changes
+   * nothing: the caller goes on to free_checked(), which diagnoses every misuse.
+   * (The libc entry points call the two halves themselves, so the caller's return
+   * address is read only on the slow path.)
+   */
+  HAKMEM_ALWAYS_INLINE bool free_fast(void* p, Origin origin, uint64_t sized = kUnsized) {
+    const auto u = reinterpret_cast<uintptr_t>(p);
+    if (__builtin_expect(t_heap_.id != id_, 0)) return false;  // also: not initialized
+    Extent* e = registry_.lookup_initialized(u);
+    if (__builtin_expect(e == nullptr || e->kind != ExtentKind::kPoolSpan, 0)) return false;
+    auto* s = static_cast<Span*>(e);
+    const uintptr_t block = u - kHeaderSize;
+    const uint64_t off = block - s->base;          // wraps for p < base + 16: idx then exceeds carved
+    const uint64_t idx = mul_high(off, s->magic);  // Pool blocks are >= 32 bytes: no d == 1 case
+    if (__builtin_expect(idx * s->block_size != off || idx >= s->carved.load(std::memory_order_relaxed), 0)) {
+      return false;
+    }
+    // Method, state and origin must be Pool, Live and this origin: the header with those
+    // bits set as expected must be the header as stored (one compare), and its checksum right.
+    const Header h = HeaderCodec::load(reinterpret_cast<void*>(block));
+    constexpr uint64_t kFieldMask = uint64_t{0x3f} << 32;
+    const uint64_t expect_lo = (h.lo & ~kFieldMask) | (uint64_t{static_cast<uint8_t>(Method::kPool)} |
+                                                      uint64_t{static_cast<uint8_t>(State::kLive)} << 2 |
+                                                      uint64_t{static_cast<uint8_t>(origin)} << 4)
+                                                         << 32;
+    if (__builtin_expect(h.lo != expect_lo, 0)) return false;
+    const uint32_t sum = codec_.sum_of(h, block);
+    if (__builtin_expect(!codec_.matches(h, sum), 0)) return false;
+    // The size must fit the block (a second line behind the checksum, as in locate()), and
+    // equal the one claimed by a sized free; either failure is diagnosed by the slow path.
+    const uint64_t size = h.size();
+    if (__builtin_expect(size > s->block_size - kHeaderSize || (sized != kUnsized && size != sized), 0)) return false;
+    HeaderCodec::store(codec_.sealed_free(h, sum), reinterpret_cast<void*>(block));
+    Heap* me = t_heap_.heap;
+    me->counters.pool_frees[s->cls].add(1);
+    if (__builtin_expect(s->owner.load(std::memory_order_relaxed) == me && !s->in_full, 1)) {
+      // The address from the span, not from p: the same value, and the compiler then does not
+      // take p's provenance (a test may pass the address of a local) for the block's.
+      auto* b = reinterpret_cast<FreeBlock*>(s->base + off + kHeaderSize);
+      b->next = s->free;
+      s->free = b;
+    } else {
+      pool_free_out_of_line(me, s, block);
+    }
+    return true;
+  }
+
+  /// free_fast()'s `sized` when the caller claims no size.
+  static constexpr uint64_t kUnsized = ~uint64_t{0};
+
+  /// The Pool free of a span this thread does not own, or one on the full list.
+  [[gnu::noinline]] void pool_free_out_of_line(Heap* me, Span* s, uintptr_t block) { pool_.free(me, s, block); }
+
   /// free() without the fast path: every check in order, with a report on failure.
   /// Never changes errno (the fast path cannot; this one may make syscalls).
-  Verdict free_checked(void* p, uintptr_t site, Origin origin) {
+  [[gnu::noinline]] Verdict free_checked(void* p, uintptr_t site, Origin origin) {
     if (p == nullptr) return Verdict::kOk;
     const int saved_errno = errno;
     Verdict v = Verdict::kInvalidPointer;
@@ -265,6 +317,7 @@ class Allocator {
    */
   Verdict free_sized(void* p, size_t size, uintptr_t site, Origin origin) {
     if (p == nullptr) return Verdict::kOk;
+    if (__builtin_expect(size != kUnsized && free_fast(p, origin, size), 1)) return Verdict::kOk;
     if (!ensure_ready()) return Verdict::kInvalidPointer;
     Located at;
     Verdict v = locate(reinterpret_cast<uintptr_t>(p), origin, &at);

@@ -13,3 +13,10 @@ extern Allocator<ProcessConfig> g_process;
 
 /// The caller of the current function: the allocation site of an API or libc entry point.
 #define HAKMEM_CALLER (reinterpret_cast<uintptr_t>(__builtin_return_address(0)))
+
+/// Frees p through the process allocator from an entry point: Allocator::free() in two halves,
+/// so that the entry point's caller (the free site, for reports) is read on the slow path only.
+#define HAKMEM_PROCESS_FREE(p, origin)                                                                 \
+  do {                                                                                                 \
+    if (!::hakmem::g_process.free_fast((p), (origin))) ::hakmem::g_process.free_checked((p), HAKMEM_CALLER, (origin)); \
+  } while (0)

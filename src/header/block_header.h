@@ -90,10 +90,10 @@ constexpr uintptr_t kSiteMask = (uintptr_t{1} << 47) - 1;
 
 /**
  * Encodes and checks headers with a per-process secret. The checksum is a keyed
- * sum over Z/2^32: every 16-bit chunk of the header (the checksum field
- * excluded) and of the header's own address is multiplied by a secret odd
- * 16-bit multiplier (SSE2 pmaddwd, signed), the products are summed, and the
- * sum goes through a keyed bijection of 32-bit words.
+ * sum over Z/2^32: the header with the low 32 bits of its own address (rotated)
+ * in place of the checksum field, as eight 16-bit chunks, each multiplied by a
+ * secret odd 16-bit multiplier (one SSE2 pmaddwd, signed), plus the address
+ * bits above 31; the sum goes through a keyed bijection of 32-bit words.
  *
  * - A flip of bit j of a chunk moves the sum by 2^j * m with |m| < 2^15: never
  *   0, so every single-bit flip is detected.
@@ -112,9 +112,9 @@ class HeaderCodec {
 
   /// Sets the secret; done once per process (or per test allocator).
   void set_secret(uint64_t secret) {
-    int16_t m[12] = {};
+    int16_t m[8] = {};
     uint64_t x = secret;
-    for (size_t i = 0; i < 12; ++i) {
+    for (size_t i = 0; i < 8; ++i) {
       // Odd, and distinct in magnitude from every earlier one (the two-flip guarantee).
       for (;;) {
         x = mix64(x + 0x9e3779b97f4a7c15ULL);
@@ -127,12 +127,12 @@ class HeaderCodec {
         }
       }
     }
-    memcpy(mul_header_, m, sizeof(mul_header_));
-    memcpy(mul_address_, m + 8, sizeof(mul_address_));
+    memcpy(mul_, m, sizeof(mul_));
     x = mix64(x + 0x9e3779b97f4a7c15ULL);
     k0_ = static_cast<uint32_t>(x);
     k1_ = static_cast<uint32_t>(x >> 32);
     k2_ = static_cast<uint32_t>(mix64(x)) | 1u;
+    free_step_ = state_step(State::kLive, State::kFree);
   }
 
   /// Writes a header describing `f` at `at`; the checksum is written last.
@@ -189,10 +189,22 @@ class HeaderCodec {
    * by (new - old) * 4 times that chunk's multiplier.
    */
   Header resealed(Header h, uint32_t sum, State s) const {
-    const int32_t step = (static_cast<int32_t>(s) - static_cast<int32_t>(h.state())) * 4;
-    sum += static_cast<uint32_t>(step * static_cast<int32_t>(mul_header_[2]));
+    sum += state_step(h.state(), s);
     h.lo = (h.lo & ~(uint64_t{0xffffffff} | uint64_t{3} << 34)) | uint64_t{static_cast<uint8_t>(s)} << 34;
     h.lo |= finish(sum);
+    return h;
+  }
+
+  /// The keyed sum of h as if stored at `at` (for matches() and sealed_free()).
+  uint32_t sum_of(const Header& h, uintptr_t at) const { return keyed_sum(h, at); }
+
+  /// True when h's checksum field is the one its keyed sum gives (the caller checks the method).
+  bool matches(const Header& h, uint32_t sum) const { return static_cast<uint32_t>(h.lo) == finish(sum); }
+
+  /// resealed(h, sum, State::kFree) for a header known to be Live: the free fast path's re-seal.
+  Header sealed_free(Header h, uint32_t sum) const {
+    h.lo = (h.lo & ~(uint64_t{0xffffffff} | uint64_t{3} << 34)) | uint64_t{static_cast<uint8_t>(State::kFree)} << 34;
+    h.lo |= finish(sum + free_step_);
     return h;
   }
 
@@ -214,35 +226,39 @@ class HeaderCodec {
  private:
   uint32_t checksum(const Header& h, uintptr_t at) const { return finish(keyed_sum(h, at)); }
 
-  /// Sum over Z/2^32 of every 16-bit chunk (checksum field cleared) times its multiplier.
+  /// Sum over Z/2^32 of every 16-bit chunk times its multiplier (the checksum field holding the
+  /// low 32 address bits, rotated so the always-zero bits 0..3 sit on top), plus the key and
+  /// address bits 32 and up. Every single-bit change of the address changes the sum.
   uint32_t keyed_sum(const Header& h, uintptr_t at) const {
-    const __m128i words = _mm_set_epi64x(static_cast<long long>(h.hi),
-                                         static_cast<long long>(h.lo & ~uint64_t{0xffffffff}));
-    const __m128i where = _mm_cvtsi64_si128(static_cast<long long>(at));
-    __m128i sum = _mm_add_epi32(_mm_madd_epi16(words, _mm_load_si128(reinterpret_cast<const __m128i*>(mul_header_))),
-                                _mm_madd_epi16(where, _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mul_address_))));
+    const uint32_t low_address = static_cast<uint32_t>(at);
+    const uint64_t low = (h.lo & ~uint64_t{0xffffffff}) | ((low_address >> 4) | (low_address << 28));
+    const __m128i words = _mm_set_epi64x(static_cast<long long>(h.hi), static_cast<long long>(low));
+    __m128i sum = _mm_madd_epi16(words, _mm_load_si128(reinterpret_cast<const __m128i*>(mul_)));
     sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0x4e));
     sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0xb1));
-    return k0_ + static_cast<uint32_t>(_mm_cvtsi128_si32(sum));
+    return k0_ + static_cast<uint32_t>(at >> 32) + static_cast<uint32_t>(_mm_cvtsi128_si32(sum));
   }
 
-  /// Keyed bijection on 32 bits: xor, odd multiplies and xor-shifts are all invertible.
+  /// How the keyed sum moves when the state field goes from `from` to `to`: the state bits sit
+  /// at bits 2..3 of the third 16-bit chunk.
+  uint32_t state_step(State from, State to) const {
+    const int32_t step = (static_cast<int32_t>(to) - static_cast<int32_t>(from)) * 4;
+    return static_cast<uint32_t>(step * static_cast<int32_t>(mul_[2]));
+  }
+
+  /// Keyed bijection on 32 bits: a key xor, a secret odd multiply and an xor-shift are each
+  /// invertible; the multiply makes the map non-linear over GF(2) and over Z/2^32 alike.
   uint32_t finish(uint32_t c) const {
-    c ^= k1_;
-    c *= 0x9e3779b1u;
-    c ^= c >> 15;
-    c *= k2_;
-    c ^= c >> 13;
-    return c;
+    c = (c ^ k1_) * k2_;
+    return c ^ (c >> 15);
   }
 
-  // Lanes 0 and 1 of the header multipliers meet the cleared checksum field; they are set
-  // anyway so every multiplier stays distinct.
-  alignas(16) int16_t mul_header_[8] = {0x6b, 0x1f3, 0x2d5, 0x3a7, 0x4b9, 0x5cb, 0x6dd, 0x7ef};
-  alignas(8) int16_t mul_address_[4] = {0x101, 0x213, 0x325, 0x437};
+  // Lanes 0 and 1 multiply the low address bits; lanes 2..7 the header's fields.
+  alignas(16) int16_t mul_[8] = {0x6b, 0x1f3, 0x2d5, 0x3a7, 0x4b9, 0x5cb, 0x6dd, 0x7ef};
   uint32_t k0_ = 0x5bd1e995u;
   uint32_t k1_ = 0x1b873593u;
   uint32_t k2_ = 0xcc9e2d51u;
+  uint32_t free_step_ = static_cast<uint32_t>(3 * 4 * 0x2d5);  ///< state_step(kLive, kFree)
 };
 
 /// Reads 8 random bytes from getrandom(2); falls back to clock and ASLR entropy.

@@ -29,16 +29,16 @@ void* memalign_impl(size_t align, size_t size, uintptr_t site) {
   return g_process.aligned_alloc(align, size, site, Origin::kAligned);
 }
 
-/// free never changes errno (POSIX 2024, glibc): Allocator::free guarantees it.
-void free_impl(void* p, uintptr_t site) { g_process.free(p, site, Origin::kMalloc); }
-
 }  // namespace
+
+/// free never changes errno (POSIX 2024, glibc): Allocator::free guarantees it.
+#define HAKMEM_FREE(p) HAKMEM_PROCESS_FREE(p, Origin::kMalloc)
 
 HAKMEM_EXPORT void* malloc(size_t size) { return g_process.alloc(size, HAKMEM_CALLER, Origin::kMalloc); }
 
-HAKMEM_EXPORT void free(void* p) { free_impl(p, HAKMEM_CALLER); }
+HAKMEM_EXPORT void free(void* p) { HAKMEM_FREE(p); }
 
-HAKMEM_EXPORT void cfree(void* p) { free_impl(p, HAKMEM_CALLER); }
+HAKMEM_EXPORT void cfree(void* p) { HAKMEM_FREE(p); }
 
 HAKMEM_EXPORT void* calloc(size_t n, size_t size) { return g_process.calloc(n, size, HAKMEM_CALLER); }
 
@@ -105,7 +105,7 @@ HAKMEM_EXPORT void free_aligned_sized(void* p, size_t /*align*/, size_t size) {
 // ---------------------------------------------------------------- glibc's __libc_* names
 
 HAKMEM_EXPORT void* __libc_malloc(size_t size) { return g_process.alloc(size, HAKMEM_CALLER, Origin::kMalloc); }
-HAKMEM_EXPORT void __libc_free(void* p) { free_impl(p, HAKMEM_CALLER); }
+HAKMEM_EXPORT void __libc_free(void* p) { HAKMEM_FREE(p); }
 HAKMEM_EXPORT void* __libc_calloc(size_t n, size_t size) { return g_process.calloc(n, size, HAKMEM_CALLER); }
 HAKMEM_EXPORT void* __libc_realloc(void* p, size_t size) { return g_process.realloc(p, size, HAKMEM_CALLER); }
 HAKMEM_EXPORT void* __libc_memalign(size_t align, size_t size) { return memalign_impl(align, size, HAKMEM_CALLER); }

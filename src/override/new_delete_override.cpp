@@ -56,13 +56,13 @@ HAKMEM_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::noth
   return new_nothrow(n, align_of(a), Origin::kNewArray, HAKMEM_CALLER);
 }
 
-HAKMEM_EXPORT void operator delete(void* p) noexcept { g_process.free(p, HAKMEM_CALLER, Origin::kNew); }
-HAKMEM_EXPORT void operator delete[](void* p) noexcept { g_process.free(p, HAKMEM_CALLER, Origin::kNewArray); }
+HAKMEM_EXPORT void operator delete(void* p) noexcept { HAKMEM_PROCESS_FREE(p, Origin::kNew); }
+HAKMEM_EXPORT void operator delete[](void* p) noexcept { HAKMEM_PROCESS_FREE(p, Origin::kNewArray); }
 HAKMEM_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept {
-  g_process.free(p, HAKMEM_CALLER, Origin::kNew);
+  HAKMEM_PROCESS_FREE(p, Origin::kNew);
 }
 HAKMEM_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  g_process.free(p, HAKMEM_CALLER, Origin::kNewArray);
+  HAKMEM_PROCESS_FREE(p, Origin::kNewArray);
 }
 HAKMEM_EXPORT void operator delete(void* p, size_t n) noexcept {
   g_process.free_sized(p, n, HAKMEM_CALLER, Origin::kNew);
@@ -71,10 +71,10 @@ HAKMEM_EXPORT void operator delete[](void* p, size_t n) noexcept {
   g_process.free_sized(p, n, HAKMEM_CALLER, Origin::kNewArray);
 }
 HAKMEM_EXPORT void operator delete(void* p, std::align_val_t) noexcept {
-  g_process.free(p, HAKMEM_CALLER, Origin::kNew);
+  HAKMEM_PROCESS_FREE(p, Origin::kNew);
 }
 HAKMEM_EXPORT void operator delete[](void* p, std::align_val_t) noexcept {
-  g_process.free(p, HAKMEM_CALLER, Origin::kNewArray);
+  HAKMEM_PROCESS_FREE(p, Origin::kNewArray);
 }
 HAKMEM_EXPORT void operator delete(void* p, size_t n, std::align_val_t) noexcept {
   g_process.free_sized(p, n, HAKMEM_CALLER, Origin::kNew);
@@ -83,8 +83,8 @@ HAKMEM_EXPORT void operator delete[](void* p, size_t n, std::align_val_t) noexce
   g_process.free_sized(p, n, HAKMEM_CALLER, Origin::kNewArray);
 }
 HAKMEM_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
-  g_process.free(p, HAKMEM_CALLER, Origin::kNew);
+  HAKMEM_PROCESS_FREE(p, Origin::kNew);
 }
 HAKMEM_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
-  g_process.free(p, HAKMEM_CALLER, Origin::kNewArray);
+  HAKMEM_PROCESS_FREE(p, Origin::kNewArray);
 }
