@@ -164,6 +164,8 @@ class Driver {
     const uint64_t size = in_.below(8) == 0 ? 0 : pick_size(in_, threshold());
     if (size > old.size && !room(size - old.size)) return;
     shadow_.verify(p);
+    // Moved, a block becomes a malloc block; resized in place it keeps its header's origin.
+    const Origin old_origin = a_->inspect(p).fields.origin;
     const uint64_t refused = refused_maps();
     errno = 0;
     void* q = a_->realloc(p, size, site());
@@ -184,7 +186,7 @@ class Driver {
     FUZZ_CHECK(bad < 0, "realloc %p(%llu) -> %p(%llu) lost byte %lld of min(old, new) (I5)", p,
                (unsigned long long)old.size, q, (unsigned long long)size, (long long)bad);
     shadow_.remove(p);
-    added(q, size, 16, Origin::kMalloc, false);
+    added(q, size, q == p ? old.align : 16, q == p ? old_origin : Origin::kMalloc, false);
   }
 
   void step(uint8_t op) {
