@@ -129,6 +129,7 @@ class Allocator {
         f.site = site & kSiteMask;
         codec_.encode(f, reinterpret_cast<void*>(block));
         h->counters.pool_allocs[c].add(1);
+        track_alloc(reinterpret_cast<uintptr_t>(b), reinterpret_cast<uintptr_t>(b), s->block_size - kHeaderSize);
         return b;
       }
     }
@@ -231,6 +232,7 @@ class Allocator {
           HeaderCodec::store(codec_.resealed(h, sum, State::kFree), reinterpret_cast<void*>(block));
           Heap* me = t_heap_.heap;
           me->counters.pool_frees[s->cls].add(1);
+          track_free(u, s->block_size - kHeaderSize, sizeof(FreeBlock));
           pool_.free(me, s, block);
           return Verdict::kOk;
         }
@@ -829,6 +831,7 @@ class Allocator {
         return nullptr;
       }
       const uintptr_t hdr = header_for(block, align);
+      track_alloc(block + kHeaderSize, hdr + kHeaderSize, SizeClasses::block_size(c) - (hdr - block) - kHeaderSize);
       write_headers(block, hdr, Method::kPool, origin, snap.id, size, site);
       h->counters.pool_allocs[c].add(1);
       return reinterpret_cast<void*>(hdr + kHeaderSize);
@@ -846,6 +849,7 @@ class Allocator {
       *fresh = true;  // straight from mmap: already zero
     }
     const uintptr_t hdr = header_for(mb->base, align);
+    track_alloc(mb->base + kHeaderSize, hdr + kHeaderSize, mb->capacity_at(hdr - mb->base), *fresh);
     mb->hdr_offset = hdr - mb->base;
     mb->state = State::kLive;
     write_headers(mb->base, hdr, Method::kMap, origin, snap.id, size, site);
@@ -976,6 +980,7 @@ class Allocator {
       } else {
         frees.add_shared(1);
       }
+      track_free(at.header + kHeaderSize, capacity_of(at), at.header == at.block ? sizeof(FreeBlock) : 0);
       pool_.free(me, s, at.block);
       return;
     }
@@ -985,6 +990,7 @@ class Allocator {
     mb->state = State::kCached;
     count(&HeapCounters::map_frees, 1);
     count(&HeapCounters::map_live_bytes, -static_cast<int64_t>(mb->length));
+    track_free(at.header + kHeaderSize, capacity_of(at));
     cache_.put(mb, at.h.site());  // keyed by the allocation site: "same place, same pattern"
   }
 
