@@ -28,8 +28,8 @@ inline constexpr TrackTool kTrackTool = TrackTool::kNone;
 
 /**
  * A block is handed out. [open, user) (the block past its canonical header: an aligned block's
- * gap and real header) becomes the allocator's to write again; [user, user + n) becomes the
- * caller's block, addressable, and for memcheck undefined unless `zeroed` (fresh from mmap).
+ * gap and real header) becomes the allocator's again, addressable and (memcheck) defined;
+ * [user, user + n) becomes the caller's block, addressable, and undefined unless `zeroed`.
  * Called before the headers are written.
  */
 inline void track_alloc(uintptr_t open, uintptr_t user, uint64_t n, bool zeroed = false) {
@@ -37,7 +37,9 @@ inline void track_alloc(uintptr_t open, uintptr_t user, uint64_t n, bool zeroed 
   (void)zeroed;
   __asan_unpoison_memory_region(reinterpret_cast<void*>(open), user + n - open);
 #elif defined(HAKMEM_TRACK_VALGRIND)
-  if (user > open) VALGRIND_MAKE_MEM_UNDEFINED(open, user - open);
+  // The gap is the allocator's, never the caller's: readable, holding whatever it held (a
+  // header scan or an audit may read it), as it was before the block was first freed.
+  if (user > open) VALGRIND_MAKE_MEM_DEFINED(open, user - open);
   VALGRIND_MALLOCLIKE_BLOCK(user, n, 0, zeroed ? 1 : 0);
 #else
   (void)open, (void)user, (void)n, (void)zeroed;
