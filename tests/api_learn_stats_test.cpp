@@ -371,8 +371,9 @@ TEST(LearnStats, JsonHasLearnerLeaderboardAndSites) {
     EXPECT_FALSE(seen.test(strategy)) << entry;
     seen.set(strategy);
     EXPECT_EQ(std::stoull(e[3].str()), hakmem::kStrategyThresholds[strategy]) << entry;
+    const std::string rating_text = e[4].str();  // `rest` points into it: it must outlive the check
     char *rest = nullptr;
-    const double rating = std::strtod(e[4].str().c_str(), &rest);
+    const double rating = std::strtod(rating_text.c_str(), &rest);
     EXPECT_TRUE(rest != nullptr && *rest == '\0' && std::isfinite(rating)) << "rating not a finite number: " << entry;
     EXPECT_LE(rating, previous) << "not ranked best first: " << entry;
     previous = rating;

@@ -1,7 +1,8 @@
-// Umbrella header of core/: bits, locks, the options table, allocation-free output.
+// Umbrella header of core/: bits, locks, the options table, allocation-free output, tool tracking.
 #pragma once
 
 #include "core/bits.h"     // IWYU pragma: export
 #include "core/options.h"  // IWYU pragma: export
 #include "core/out.h"      // IWYU pragma: export
 #include "core/spin_lock.h"  // IWYU pragma: export
+#include "core/track.h"      // IWYU pragma: export

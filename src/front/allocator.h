@@ -155,6 +155,7 @@ class Allocator {
     f.site = site & kSiteMask;
     codec_.encode(f, reinterpret_cast<void*>(block));
     h->counters.pool_allocs[c].add(1);
+    track_alloc(block + kHeaderSize, block + kHeaderSize, SizeClasses::usable(c));
     return reinterpret_cast<void*>(block + kHeaderSize);
   }
 
@@ -273,6 +274,7 @@ class Allocator {
     HeaderCodec::store(codec_.sealed_free(h, sum), reinterpret_cast<void*>(block));
     Heap* me = t_heap_.heap;
     me->counters.pool_frees[s->cls].add(1);
+    track_free(u, s->block_size - kHeaderSize, sizeof(FreeBlock));
     if (__builtin_expect(s->owner.load(std::memory_order_relaxed) == me && !s->in_full, 1)) {
       // The address from the span, not from p: the same value, and the compiler then does not
       // take p's provenance (a test may pass the address of a local) for the block's.
@@ -882,6 +884,7 @@ class Allocator {
         return nullptr;
       }
       const uintptr_t hdr = header_for(block, align);
+      track_alloc(block + kHeaderSize, hdr + kHeaderSize, SizeClasses::block_size(c) - (hdr - block) - kHeaderSize);
       write_headers(block, hdr, Method::kPool, origin, snap.id, size, site);
       h->counters.pool_allocs[c].add(1);
       return reinterpret_cast<void*>(hdr + kHeaderSize);
@@ -899,6 +902,7 @@ class Allocator {
       *fresh = true;  // straight from mmap: already zero
     }
     const uintptr_t hdr = header_for(mb->base, align);
+    track_alloc(mb->base + kHeaderSize, hdr + kHeaderSize, mb->capacity_at(hdr - mb->base), *fresh);
     mb->hdr_offset = hdr - mb->base;
     mb->state = State::kLive;
     write_headers(mb->base, hdr, Method::kMap, origin, snap.id, size, site);
@@ -1029,6 +1033,7 @@ class Allocator {
       } else {
         frees.add_shared(1);
       }
+      track_free(at.header + kHeaderSize, capacity_of(at), at.header == at.block ? sizeof(FreeBlock) : 0);
       pool_.free(me, s, at.block);
       return;
     }
@@ -1038,6 +1043,7 @@ class Allocator {
     mb->state = State::kCached;
     count(&HeapCounters::map_frees, 1);
     count(&HeapCounters::map_live_bytes, -static_cast<int64_t>(mb->length));
+    track_free(at.header + kHeaderSize, capacity_of(at));
     cache_.put(mb, at.h.site());  // keyed by the allocation site: "same place, same pattern"
   }
 

@@ -146,6 +146,7 @@ class BatchReleaser {
       size_t run_len = batch[i].len;
       size_t j = i + 1;
       while (j < n && batch[j].base == run_base + run_len) run_len += batch[j++].len;
+      track_unmap(run_base, run_len);
       if (pal_->unmap(ReleaseCapability{}, reinterpret_cast<void*>(run_base), run_len)) {
         tally_->fetch_sub(run_len, std::memory_order_relaxed);
         counters_.unmapped_bytes.fetch_add(run_len, std::memory_order_relaxed);
