@@ -34,6 +34,9 @@ inline constexpr Known kKnown[] = {
     {"mimalloc", "libmimalloc", "mi_version"},
     {"jemalloc", "libjemalloc", "mallctl"},
     {"tcmalloc", "libtcmalloc", "tc_version"},
+    // Scudo as LLVM 14 ships it (libclang_rt.scudo_standalone-x86_64.so, or the older libclang_rt.scudo-x86_64.so):
+    // both define __scudo_print_stats.
+    {"scudo", "libclang_rt.scudo", "__scudo_print_stats"},
 };
 
 /// The object file that defines `sym` in the global lookup scope, or "" when none does.
@@ -69,7 +72,7 @@ inline const char* prove_identity(const std::string& expect) {
   const std::string free_file = resolving_file("free");
   printf("allocator: %s\n", name);
   printf("proof: /proc/self/maps maps %s\n",
-         found != nullptr ? mapped_path.c_str() : "no libhakmem/libmimalloc/libjemalloc/libtcmalloc");
+         found != nullptr ? mapped_path.c_str() : "no libhakmem/libmimalloc/libjemalloc/libtcmalloc/libclang_rt.scudo");
   printf("proof: malloc -> %s\n", malloc_file.c_str());
   printf("proof: free -> %s\n", free_file.c_str());
   if (malloc_file.find(tag) == std::string::npos)
