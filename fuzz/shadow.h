@@ -11,48 +11,22 @@
 
 namespace hakmem_fuzz {
 
-/// Blocks up to this size carry the pattern in every byte; above, the edges and a stripe per
-/// kStride (a full pattern on multi-MiB blocks would spend the fuzzer's time on page faults).
-constexpr uint64_t kFullPatternMax = 64 * 1024;
-constexpr uint64_t kEdge = 4096;
-constexpr uint64_t kStride = 64 * 1024;
-constexpr uint64_t kStripe = 64;
+/// Blocks up to 64 KiB carry the pattern in every byte; above, the first and last 4 KiB and a
+/// stripe every 64 KiB (a full pattern on multi-MiB blocks would spend the fuzzer's time on page faults).
+constexpr hakmem_test::Striping kStriping{64 * 1024, 4096, 64 * 1024};
 
-/// Calls fn(off, len) for the pattern-carrying ranges of an n-byte block, in order.
-template <class Fn>
-void for_each_checked_range(uint64_t n, Fn&& fn) {
-  if (n <= kFullPatternMax) {
-    if (n > 0) fn(uint64_t{0}, n);
-    return;
-  }
-  fn(uint64_t{0}, kEdge);
-  for (uint64_t off = kEdge; off + kStripe <= n - kEdge; off += kStride) fn(off, kStripe);
-  const uint64_t tail = (n - kEdge) & ~uint64_t{7};
-  fn(tail, n - tail);
-}
-
-inline void fill(void* p, uint64_t n, uint64_t key) {
-  for_each_checked_range(n, [&](uint64_t off, uint64_t len) {
-    hakmem_test::fill_pattern(static_cast<unsigned char*>(p), off, len, key);
-  });
-}
+inline void fill(void* p, uint64_t n, uint64_t key) { hakmem_test::fill_striped(p, n, key, kStriping); }
 
 /// The first byte of [0, min(n, keep)) that breaks the pattern, or -1.
 inline int64_t first_mismatch(const void* p, uint64_t n, uint64_t keep, uint64_t key) {
-  int64_t bad = -1;
-  for_each_checked_range(n, [&](uint64_t off, uint64_t len) {
-    if (bad >= 0 || off >= keep) return;
-    if (off + len > keep) len = keep - off;
-    bad = hakmem_test::pattern_mismatch(static_cast<const unsigned char*>(p), off, len, key);
-  });
-  return bad;
+  return hakmem_test::striped_mismatch(p, n, keep, key, kStriping);
 }
 
 /// The first non-zero byte among the checked ranges of an n-byte block, or -1 (calloc).
 inline int64_t first_nonzero(const void* p, uint64_t n) {
   int64_t bad = -1;
   const auto* b = static_cast<const unsigned char*>(p);
-  for_each_checked_range(n, [&](uint64_t off, uint64_t len) {
+  hakmem_test::for_each_striped_range(n, kStriping, [&](uint64_t off, uint64_t len) {
     for (uint64_t i = off; bad < 0 && i < off + len; ++i) {
       if (b[i] != 0) bad = static_cast<int64_t>(i);
     }

@@ -12,6 +12,8 @@
 #include <string>
 #include <utility>
 
+#include "support/pattern.h"
+
 namespace hakmem_props {
 
 /**
@@ -48,24 +50,13 @@ inline int props_main(int argc, char** argv) {
 inline uint64_t word(uint64_t key, uint64_t i) { return (key + 1) * 0x9E3779B97F4A7C15ull ^ (i * 0xC2B2AE3D27D4EB4Full + 0x165667B19E3779F9ull); }
 
 // Blocks above 256 KiB carry the pattern in their first and last 64 KiB and in a 64-byte
-// stripe every 64 KiB: a full pattern on multi-MiB blocks would spend the bounded run's time on
-// page faults, and a stripe in every 64 KiB still sees a block that moved, shrank or overlaps.
-constexpr uint64_t kFullPattern = 256 * 1024;
-constexpr uint64_t kEdge = 64 * 1024;
-constexpr uint64_t kStride = 64 * 1024;
-constexpr uint64_t kStripe = 64;
+// stripe every 64 KiB (tests/support/pattern.h says why). The words are props' own (word()).
+constexpr hakmem_test::Striping kStriping{256 * 1024, 64 * 1024, 64 * 1024};
 
 /// Calls fn(off, len) for each range of an n-byte block that carries the pattern (off 8-aligned).
 template <class Fn>
 void for_each_range(uint64_t n, Fn&& fn) {
-  if (n <= kFullPattern) {
-    fn(uint64_t{0}, n);
-    return;
-  }
-  fn(uint64_t{0}, kEdge);
-  for (uint64_t off = kEdge; off + kStripe <= n - kEdge; off += kStride) fn(off, kStripe);
-  const uint64_t tail = (n - kEdge) & ~uint64_t{7};
-  fn(tail, n - tail);
+  hakmem_test::for_each_striped_range(n, kStriping, fn);
 }
 
 inline unsigned char byte_at(uint64_t key, uint64_t off) {

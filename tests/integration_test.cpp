@@ -26,42 +26,15 @@ constexpr uint64_t kMaxLiveBytes = uint64_t{32} << 20;
 
 /// The byte pattern of a block keyed `key`: the 8-byte word at offset 8*i is key + (i + 1) * golden.
 
-constexpr uint64_t kFullPatternMax = uint64_t{1} << 20;
-constexpr uint64_t kEdge = 64 * 1024;
-constexpr uint64_t kStride = 32 * 1024;
-constexpr uint64_t kStripe = 64;
-
-/**
- * The ranges of an n-byte block that carry the pattern: all of it up to 1 MiB; above, the first and last
- * 64 KiB plus a 64-byte stripe every 32 KiB (a full pattern on 8 MiB blocks would spend the time budget
- * on page faults). Offsets are 8-aligned except the very end.
- */
-template <class Fn>
-void for_each_checked_range(uint64_t n, Fn&& fn) {
-  if (n <= kFullPatternMax) {
-    fn(uint64_t{0}, n);
-    return;
-  }
-  fn(uint64_t{0}, kEdge);
-  for (uint64_t off = kEdge; off + kStripe <= n - kEdge; off += kStride) fn(off, kStripe);
-  const uint64_t tail = (n - kEdge) & ~uint64_t{7};
-  fn(tail, n - tail);
-}
+/// All of a block up to 1 MiB; above, the first and last 64 KiB and a stripe every 32 KiB.
+constexpr hakmem_test::Striping kStriping{uint64_t{1} << 20, 64 * 1024, 32 * 1024};
 
 /// Writes the pattern of an n-byte block.
-void fill(void* p, uint64_t n, uint64_t key) {
-  for_each_checked_range(n, [&](uint64_t off, uint64_t len) { hakmem_test::fill_pattern(static_cast<unsigned char*>(p), off, len, key); });
-}
+void fill(void* p, uint64_t n, uint64_t key) { hakmem_test::fill_striped(p, n, key, kStriping); }
 
 /// Checks the pattern an n-byte block was filled with, over its first `keep` bytes; the first bad offset or -1.
 int64_t first_mismatch(const void* p, uint64_t n, uint64_t keep, uint64_t key) {
-  int64_t bad = -1;
-  for_each_checked_range(n, [&](uint64_t off, uint64_t len) {
-    if (bad >= 0 || off >= keep) return;
-    if (off + len > keep) len = keep - off;
-    bad = hakmem_test::pattern_mismatch(static_cast<const unsigned char*>(p), off, len, key);
-  });
-  return bad;
+  return hakmem_test::striped_mismatch(p, n, keep, key, kStriping);
 }
 
 int64_t first_nonzero(const void* p, uint64_t n) {
