@@ -19,11 +19,14 @@ namespace hakmem_props {
 using namespace hakmem;
 using Alloc = Allocator<RecordingConfig>;
 
-/// Options every props allocator starts from: a misuse is reported, never an abort, and
-/// epochs end only when a property says so (end_epoch_for_testing), so runs are deterministic.
+/// Options every props allocator starts from: a misuse is reported, never an abort, epochs
+/// end only when a property says so (end_epoch_for_testing), and no decay tick flushes the
+/// releaser on the wall clock (a slow case under a sanitizer could cross the default 1 s and
+/// see blocks it expects pending unmapped), so runs are deterministic.
 inline Options base_options() {
   Options o;
   o.set(Opt::kOnError, kOnErrorReport);
+  o.set(Opt::kDecayMs, 0);
   o.set(Opt::kEpochRequests, 1000000000);
   o.set(Opt::kEpochMs, 3600000);
   o.set(Opt::kMinSamples, 1);

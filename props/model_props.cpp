@@ -40,7 +40,7 @@ HAKMEM_PROP(Props, Model_Default, ()) { model_run(base_options(), Model{}); }
 HAKMEM_PROP(Props, Model_SwitchingStrategies, ()) { model_run(base_options(), Model{false, false, true}); }
 HAKMEM_PROP(Props, Model_TinyCache, ()) { model_run(with({{Opt::kCache, 512 * 1024}}), Model{}); }
 HAKMEM_PROP(Props, Model_NoCache, ()) { model_run(with({{Opt::kCache, 0}}), Model{}); }
-HAKMEM_PROP(Props, Model_TinyBatch, ()) { model_run(with({{Opt::kBatch, 256 * 1024}, {Opt::kDecayMs, 0}}), Model{}); }
+HAKMEM_PROP(Props, Model_TinyBatch, ()) { model_run(with({{Opt::kBatch, 256 * 1024}}), Model{}); }
 HAKMEM_PROP(Props, Model_ZeroBatch, ()) { model_run(with({{Opt::kBatch, 0}}), Model{}); }
 HAKMEM_PROP(Props, Model_FailingPal, ()) { model_run(base_options(), Model{true, false, false}); }
 HAKMEM_PROP(Props, Model_FailingPalTinyCache, ()) {

@@ -79,6 +79,26 @@ class RecordingPal : public Base {
   }
 
   /**
+   * True when every page of [base, base + len) was unmapped through this platform by a call
+   * made at or after call number `from` (a munmap that succeeded: the kernel dropped the
+   * pages). The log, not mincore: the process may map something else at a freed address
+   * (ASan's internal allocator did, in CI), which says nothing about hakmem's release.
+   */
+  bool unmapped_since(uint64_t from, uintptr_t base, uint64_t len) const {
+    const uint64_t n = next_.load();
+    if (n - from > kLogSize) return false;  // the calls since `from` are no longer all in the log
+    for (uintptr_t page = base; page < base + len; page += 4096) {
+      bool hit = false;
+      for (uint64_t j = from; j < n && !hit; ++j) {
+        const PalRecord& r = log_[j % kLogSize];
+        hit = r.op == PalOp::kUnmap && page >= r.addr && page < r.addr + r.len;
+      }
+      if (!hit) return false;
+    }
+    return true;
+  }
+
+  /**
    * True when every map still outstanding in the log is really mapped. A layer
    * that called munmap itself, bypassing the releaser, makes this false.
    * Only meaningful while the log has not wrapped.
