@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "backing/extent.h"
+#include "backing/quarantine.h"
 #include "backing/registry.h"
 #include "backing/size_classes.h"
 #include "core/core.h"
@@ -118,6 +119,7 @@ struct Heap {
   std::atomic<uint64_t> remote_hint[2] = {};
   HeapCounters counters;
   uint32_t sample_countdown = 0;  ///< learn mode: large requests until the next sampled one (owner only)
+  LocalQuarantine quarantine;     ///< paranoid mode: this thread's newest freed blocks (owner only)
   void* owner = nullptr;  ///< the Allocator this heap belongs to (for the thread-exit hook)
   Heap* next_all = nullptr;
   bool retired = false;
@@ -286,6 +288,12 @@ class Pool {
     });
     *live_blocks_bytes = live;
     return free_bytes;
+  }
+
+  /// TestOnly: calls fn(Heap*) for every heap, live or retired. Caller guarantees quiescence.
+  template <class Fn>
+  void for_each_heap_for_testing(Fn&& fn) {
+    for (Heap* h = all_heaps_; h != nullptr; h = h->next_all) fn(h);
   }
 
   /// TestOnly: calls fn(Span*) for every span. Caller guarantees quiescence.

@@ -36,6 +36,10 @@ enum class OptionKind : uint8_t {
     "after reporting a misuse: abort, or report and continue (the block is leaked, never reused)") \
   X(kOriginCheck, "origin_check", kEnum, 1, 0, 1, "0|1",                                             \
     "report free/delete/delete[] mismatches (0 for programs that knowingly mix them)")             \
+  X(kHardening, "hardening", kEnum, 0, 0, 1, "default|paranoid",                                     \
+    "paranoid adds canaries, the freed-block quarantine and protected freed large blocks")         \
+  X(kQuarantine, "quarantine", kSize, 16 * 1024 * 1024, 0, uint64_t{1} << 40, "",                    \
+    "paranoid: byte cap of the quarantine of freed small blocks (0: none)")                        \
   X(kEpochRequests, "epoch_requests", kUint, 10000, 100, 1000000000, "",                             \
     "learn: an epoch ends after this many requests of at least 64 KiB ...")                          \
   X(kEpochMs, "epoch_ms", kUint, 2000, 1, 3600000, "", "learn: ... or after this many milliseconds") \
@@ -87,6 +91,8 @@ enum : uint64_t { kModeFixed = 0, kModeLearn = 1 };
 enum : uint64_t { kStatsOff = 0, kStatsText = 1, kStatsJson = 2 };
 /// Values of the on_error option.
 enum : uint64_t { kOnErrorAbort = 0, kOnErrorReport = 1 };
+/// Values of the hardening option.
+enum : uint64_t { kHardeningDefault = 0, kHardeningParanoid = 1 };
 
 /// A full set of option values; starts at the table's defaults.
 struct Options {

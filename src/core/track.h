@@ -65,6 +65,35 @@ inline void track_free(uintptr_t user, uint64_t n, uint64_t keep = 0) {
 }
 
 /**
+ * Paranoid mode reads a freed block's fill back (quarantine exit, reuse): [p, p + n) becomes the
+ * allocator's, addressable and defined (its bytes were written by the allocator at the free).
+ */
+inline void track_own(uintptr_t p, uint64_t n) {
+#if defined(HAKMEM_TRACK_ASAN)
+  __asan_unpoison_memory_region(reinterpret_cast<void*>(p), n);
+#elif defined(HAKMEM_TRACK_VALGRIND)
+  VALGRIND_MAKE_MEM_DEFINED(p, n);
+#else
+  (void)p, (void)n;
+#endif
+}
+
+/**
+ * The reverse of track_own() for a block going onto a free list: nothing may touch
+ * [p + keep, p + n); the first `keep` bytes (the free-list link) stay the allocator's.
+ */
+inline void track_park(uintptr_t p, uint64_t n, uint64_t keep) {
+#if defined(HAKMEM_TRACK_ASAN)
+  __asan_poison_memory_region(reinterpret_cast<void*>(p + keep), n - keep);
+#elif defined(HAKMEM_TRACK_VALGRIND)
+  VALGRIND_MAKE_MEM_NOACCESS(p + keep, n - keep);
+  if (keep != 0) VALGRIND_MAKE_MEM_UNDEFINED(p, keep);
+#else
+  (void)p, (void)n, (void)keep;
+#endif
+}
+
+/**
  * A range is about to be unmapped. ASan's shadow outlives the mapping, so it is cleared here:
  * otherwise the next mapping at these addresses (a span, metadata) would start poisoned.
  */

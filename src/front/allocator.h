@@ -13,6 +13,7 @@
 #include "backing/backing.h"
 #include "cache/cache.h"
 #include "core/core.h"
+#include "front/hardening.h"
 #include "front/stats.h"
 #include "header/header.h"
 #include "pal/pal.h"
@@ -30,6 +31,7 @@ struct Located {
   uintptr_t block = 0;     ///< block start (Pool) or mapping base (Map)
   uintptr_t header = 0;    ///< the real header (block, or block + offset for aligned blocks)
   bool header_ok = false;  ///< h passed its checksum
+  bool zero = false;       ///< paranoid: a zero-size block of the ZeroArena (no extent, no header)
   Header h{};              ///< the real header, when header_ok
 };
 
@@ -39,6 +41,7 @@ struct AuditResult {
   char failure[160] = {};
   uint64_t mapped = 0, pool_span_bytes = 0, pool_live = 0, pool_free = 0, map_live = 0, cached = 0, pending = 0,
            metadata = 0;
+  uint64_t pool_held = 0;  ///< paranoid: Pool bytes in the quarantine or withheld after a report
   uint64_t live_blocks = 0;
 };
 
@@ -109,14 +112,15 @@ class Allocator {
    * The fast path covers the common case: this thread's heap is set up, the
    * size is below the smallest threshold (so Pool is right under every
    * strategy, I3), and the class's current span has a free block. Anything
-   * else takes alloc_impl.
+   * else takes alloc_impl. In paranoid mode fast_id_ matches no heap, so every
+   * call takes alloc_impl: the default mode pays nothing for paranoia.
    */
   HAKMEM_ALWAYS_INLINE void* alloc(size_t size, uintptr_t site, Origin origin = Origin::kMalloc) {
     // Sizes below the smallest threshold are Pool under every strategy (I3). Up to
     // 1 KiB the class is one table load; then two loads reach the free block, and
     // the header is encoded. An empty span list or free list is refilled out of line
     // (a tail call, so this path needs no stack frame).
-    if (__builtin_expect(size < kMinThreshold && t_heap_.id == id_, 1)) {
+    if (__builtin_expect(size < kMinThreshold && t_heap_.id == fast_id_, 1)) {
       Heap* h = t_heap_.heap;
       const size_t c = SizeClasses::class_of(size);
       Span* s = h->partial[c].head;
@@ -198,20 +202,28 @@ class Allocator {
       return nullptr;
     }
     if (size == 0) {
-      commit_free(at);
+      commit_free(at, site);
       return nullptr;
     }
+    if (at.zero) {  // paranoid zero-size block: nothing to keep
+      bool fresh;
+      void* q = alloc_impl(size, kHeaderSize, site, Origin::kMalloc, &fresh);
+      if (q != nullptr) commit_free(at, site);
+      return q;
+    }
     const uint64_t capacity = capacity_of(at);
+    const uint64_t need = size + canary_bytes();
     const StrategySnapshot snap = selector_.snapshot();
     const bool want_map = size >= snap.threshold;
     const bool is_map = at.h.method() == Method::kMap;
     // Stay in place when the block fits, its backing still agrees with the
     // strategy in force (I3), and it is not grossly oversized.
-    if (size <= capacity && want_map == is_map && (size > capacity / 2 || capacity <= 2 * kHeaderSize)) {
+    if (need <= capacity && want_map == is_map && (need > capacity / 2 || capacity <= 2 * kHeaderSize)) {
       HeaderFields f = at.h.fields();
       f.size = size;
       f.strategy = snap.id;
       codec_.encode(f, reinterpret_cast<void*>(at.header));
+      if (paranoid_) hard_.write_canary(reinterpret_cast<uintptr_t>(p) + size);
       return p;
     }
     const Origin origin = at.h.origin() == Origin::kAligned ? Origin::kMalloc : at.h.origin();
@@ -220,7 +232,7 @@ class Allocator {
     if (q == nullptr) return nullptr;  // errno is ENOMEM; p is untouched
     const uint64_t old_size = at.h.size();
     memcpy(q, p, size < old_size ? size : old_size);
-    commit_free(at);
+    commit_free(at, site);
     return q;
   }
 
@@ -246,7 +258,7 @@ class Allocator {
    */
   HAKMEM_ALWAYS_INLINE bool free_fast(void* p, Origin origin, uint64_t sized = kUnsized) {
     const auto u = reinterpret_cast<uintptr_t>(p);
-    if (__builtin_expect(t_heap_.id != id_, 0)) return false;  // also: not initialized
+    if (__builtin_expect(t_heap_.id != fast_id_, 0)) return false;  // also: not initialized, or paranoid
     Extent* e = registry_.lookup_initialized(u);
     if (__builtin_expect(e == nullptr || e->kind != ExtentKind::kPoolSpan, 0)) return false;
     auto* s = static_cast<Span*>(e);
@@ -305,7 +317,7 @@ class Allocator {
       if (v != Verdict::kOk) {
         report(v, p, at, site, origin);
       } else {
-        commit_free(at);
+        commit_free(at, site);
       }
     }
     errno = saved_errno;
@@ -328,11 +340,12 @@ class Allocator {
       report(v, p, at, site, origin, size);
       return v;
     }
-    commit_free(at);
+    commit_free(at, site);
     return Verdict::kOk;
   }
 
-  /// Bytes usable at p; 0 (and a report) for a pointer that is not a live block.
+  /// Bytes usable at p; 0 (and a report) for a pointer that is not a live block. In paranoid
+  /// mode exactly the bytes requested: the canary follows them.
   size_t usable_size(const void* p) {
     if (p == nullptr || !ensure_ready()) return 0;
     Located at;
@@ -341,7 +354,7 @@ class Allocator {
       report(v, p, at, 0, Origin::kMalloc);
       return 0;
     }
-    return static_cast<size_t>(capacity_of(at));
+    return static_cast<size_t>(usable_of(at));
   }
 
   /// Validates p without changing anything (no report): what free would say.
@@ -412,6 +425,13 @@ class Allocator {
     s.batch_bytes = releaser_.batch_bytes();
     s.mapped_bytes = mapped_.load();
     s.metadata_bytes = metadata_bytes();
+    s.paranoid = paranoid_;
+    s.quarantine_bytes = held_bytes_.load();
+    s.quarantine_blocks = held_blocks_.load();
+    s.quarantine_cap = quarantine_cap_;
+    s.withheld_bytes = withheld_bytes_.load();
+    s.zero_live = paranoid_ ? zero_.live() : 0;
+    s.protect_failures = protect_failures_.load();
     for (size_t i = 0; i < static_cast<size_t>(Verdict::kCount); ++i) {
       s.errors[i] = errors_[i].load();
       s.errors_total += s.errors[i];
@@ -460,7 +480,7 @@ class Allocator {
       info.fields = at.h.fields();
       info.threshold_of_strategy = selector_.threshold_of(at.h.strategy());
     }
-    if (info.verdict == Verdict::kOk) info.usable = capacity_of(at);
+    if (info.verdict == Verdict::kOk) info.usable = usable_of(at);
     return info;
   }
 
@@ -479,13 +499,19 @@ class Allocator {
     AuditResult r;
     if (!ready()) return r;
     // Pool: spans split exactly into live and free bytes; every live block checked.
+    // The walk sees every carved block off the free lists; paranoid mode holds some of those
+    // back (quarantined, or withheld after a write-after-free report), and they are not live.
     uint64_t walked_pool_live = 0;
     r.pool_free = pool_.audit_free_bytes(&walked_pool_live);
+    r.pool_held = held_bytes_.load() + withheld_bytes_.load();
+    if (r.pool_held > walked_pool_live) audit_fail(r, "I7 pool held > carved off-list", r.pool_held, walked_pool_live);
+    walked_pool_live -= r.pool_held < walked_pool_live ? r.pool_held : walked_pool_live;
     r.pool_live = walked_pool_live;
     r.pool_span_bytes = pool_.span_bytes();
-    if (r.pool_free + r.pool_live != r.pool_span_bytes) {
-      audit_fail(r, "I7 pool spans != free + live", r.pool_free + r.pool_live, r.pool_span_bytes);
+    if (r.pool_free + r.pool_live + r.pool_held != r.pool_span_bytes) {
+      audit_fail(r, "I7 pool spans != free + live + held", r.pool_free + r.pool_live + r.pool_held, r.pool_span_bytes);
     }
+    if (paranoid_) audit_quarantine(r);
     const uint64_t counted_pool_live = sum_heaps([](const HeapCounters& c) { return c.pool_live_bytes(); });
     if (counted_pool_live != walked_pool_live) {
       audit_fail(r, "I7 pool live counter != walk", counted_pool_live, walked_pool_live);
@@ -543,6 +569,7 @@ class Allocator {
     });
     const uint64_t counted_map_live = sum_counter(&HeapCounters::map_live_bytes);
     if (counted_map_live != r.map_live) audit_fail(r, "I7 map live counter != walk", counted_map_live, r.map_live);
+    r.live_blocks += zero_.live();
     r.metadata = metadata_bytes();
     r.mapped = mapped_.load();
     const uint64_t sum = r.pool_span_bytes + r.map_live + r.cached + r.pending + r.metadata;
@@ -561,11 +588,20 @@ class Allocator {
     auto give = [this](uintptr_t base, size_t len) { releaser_.add_raw(base, len); };
     pool_.release_all(give);
     map_.release_all(give);
+    zero_.release_all(give);
+    if (shared_slots_bytes_ != 0) give(reinterpret_cast<uintptr_t>(shared_slots_), shared_slots_bytes_);
+    shared_q_.init(nullptr, 0);
+    shared_slots_ = nullptr;
+    shared_slots_bytes_ = 0;
+    held_bytes_.store(0);
+    held_blocks_.store(0);
+    withheld_bytes_.store(0);
     releaser_.flush();
     registry_.release_tables(give);
     releaser_.flush();
     pthread_key_delete(key_);
     id_ = 0;  // a later init gets a new id, so no thread's cached heap pointer survives
+    fast_id_ = 0;
     ready_.store(false, std::memory_order_release);
   }
 
@@ -586,6 +622,8 @@ class Allocator {
     cache_.lock().lock();
     releaser_.lock().lock();
     map_.lock().lock();
+    quarantine_lock_.lock();
+    zero_.lock().lock();
     pool_.lock_all();
     registry_.lock().lock();
   }
@@ -607,6 +645,8 @@ class Allocator {
     if (ready()) {
       registry_.lock().unlock();
       pool_.unlock_all();
+      zero_.lock().unlock();
+      quarantine_lock_.unlock();
       map_.lock().unlock();
       releaser_.lock().unlock();
       cache_.lock().unlock();
@@ -737,6 +777,7 @@ class Allocator {
     opts_ = o;
     const uint64_t secret = make_secret();
     codec_.set_secret(secret);
+    hard_.set_secret(secret);
     if (id_ == 0) id_ = next_id();
     const GiveBack give_back{[](void* ctx, uintptr_t base, size_t len) {
                                static_cast<Allocator*>(ctx)->releaser_.add_raw(base, len);
@@ -745,6 +786,7 @@ class Allocator {
     if (!registry_.init(&pal_, &mapped_)) return false;
     pool_.init(&pal_, &registry_, &mapped_, give_back);
     map_.init(&pal_, &registry_, &mapped_, give_back);
+    zero_.init(&pal_, &mapped_, give_back);
     releaser_.init(&pal_, &registry_, &map_, &codec_, &mapped_, opts_.get(Opt::kBatch),
                    opts_.get(Opt::kDecayMs) * 1000000ull);
     cache_.init(&releaser_, opts_.get(Opt::kCache));
@@ -786,7 +828,10 @@ class Allocator {
       process_cost_.owner = this;
       process_cost_.last_faults = pal_.minor_faults();
     }
+    paranoid_ = opts_.get(Opt::kHardening) == kHardeningParanoid;
+    if (paranoid_) init_quarantine(opts_.get(Opt::kQuarantine));
     if (pthread_key_create(&key_, &on_thread_exit) != 0) return false;
+    fast_id_ = paranoid_ ? 0 : id_;  // paranoid: no heap id is 0, so the fast paths never run
     ready_.store(true, std::memory_order_release);
     return true;
   }
@@ -833,6 +878,7 @@ class Allocator {
     auto* h = static_cast<Heap*>(arg);
     auto* self = static_cast<Allocator*>(h->owner);
     if (t_heap_.heap == h) t_heap_ = TlsHeap{kNoHeap, nullptr};
+    if (self->paranoid_) self->spill_local_quarantine(h);  // a retired heap keeps no freed blocks
     self->pool_.retire_heap(h);
   }
 
@@ -870,15 +916,21 @@ class Allocator {
       errno = ENOMEM;
       return nullptr;
     }
+    if (__builtin_expect(paranoid_ && size == 0 && align <= kHeaderSize, 0)) {
+      // A unique address no byte can be read or written through; a full or unmappable
+      // arena falls back to an ordinary (canaried) block.
+      if (const uintptr_t z = zero_.alloc()) return reinterpret_cast<void*>(z);
+    }
     // Strategy first: the threshold is read before any backing is touched (I3).
     const StrategySnapshot snap = selector_.snapshot();
     const uint64_t slack = align_slack(align);
+    const uint64_t canary = canary_bytes();
     site &= kSiteMask;
-    if (size < snap.threshold && size + slack <= SizeClasses::kMaxUsable) {
+    if (size < snap.threshold && size + canary + slack <= SizeClasses::kMaxUsable) {
       // At least one usable byte, so the user pointer lies inside its block even for
       // an aligned zero-size request (else it would be the next block's address).
-      const size_t c = SizeClasses::class_of((size == 0 ? 1 : size) + slack);
-      const uintptr_t block = pool_.alloc(h, c);
+      const size_t c = SizeClasses::class_of((size == 0 ? 1 : size) + canary + slack);
+      const uintptr_t block = paranoid_ ? take_checked_pool_block(h, c) : pool_.alloc(h, c);
       if (block == 0) {
         errno = ENOMEM;
         return nullptr;
@@ -886,13 +938,22 @@ class Allocator {
       const uintptr_t hdr = header_for(block, align);
       track_alloc(block + kHeaderSize, hdr + kHeaderSize, SizeClasses::block_size(c) - (hdr - block) - kHeaderSize);
       write_headers(block, hdr, Method::kPool, origin, snap.id, size, site);
+      if (paranoid_) hard_.write_canary(hdr + kHeaderSize + size);
       h->counters.pool_allocs[c].add(1);
       return reinterpret_cast<void*>(hdr + kHeaderSize);
     }
     const LargeOp guard(*this);
-    const uint64_t payload = size + slack;
+    // Paranoid: the user pointer starts a page, so a freed block's user pages can be made
+    // inaccessible while its header page stays readable for validation.
+    const size_t map_align = paranoid_ && align < Pal::kPageSize ? Pal::kPageSize : align;
+    const uint64_t payload = size + canary + align_slack(map_align);
     const uint32_t cls = LargeClasses::class_of(payload);
     MapBlock* mb = cache_.take(site, cls, payload, 0);
+    if (mb != nullptr && paranoid_ && !unprotect_cached(mb)) {
+      cache_.put(mb, site);  // still Cached and inaccessible: back where it was
+      errno = ENOMEM;
+      return nullptr;
+    }
     if (mb == nullptr) {
       mb = map_.map(payload);
       if (mb == nullptr) {
@@ -901,11 +962,12 @@ class Allocator {
       }
       *fresh = true;  // straight from mmap: already zero
     }
-    const uintptr_t hdr = header_for(mb->base, align);
+    const uintptr_t hdr = header_for(mb->base, map_align);
     track_alloc(mb->base + kHeaderSize, hdr + kHeaderSize, mb->capacity_at(hdr - mb->base), *fresh);
     mb->hdr_offset = hdr - mb->base;
     mb->state = State::kLive;
     write_headers(mb->base, hdr, Method::kMap, origin, snap.id, size, site);
+    if (paranoid_) hard_.write_canary(hdr + kHeaderSize + size);
     h->counters.map_allocs.add(1);
     h->counters.map_live_bytes.add(static_cast<int64_t>(mb->length));
     return reinterpret_cast<void*>(hdr + kHeaderSize);
@@ -953,6 +1015,15 @@ class Allocator {
    * the Registry, the state, and the origin.
    */
   HAKMEM_ALWAYS_INLINE Verdict locate(uintptr_t p, Origin origin, Located* at, bool check_origin = true) {
+    if (__builtin_expect(paranoid_, 0)) {
+      using Slot = typename ZeroArena<Pal>::Slot;
+      switch (zero_.classify(p)) {
+        case Slot::kOutside: break;
+        case Slot::kLive: at->zero = true, at->block = at->header = p; return at->verdict = Verdict::kOk;
+        case Slot::kFree: at->zero = true, at->block = at->header = p; return at->verdict = Verdict::kDoubleFree;
+        case Slot::kInside: return at->verdict = Verdict::kMisaligned;
+      }
+    }
     Extent* e = registry_.lookup(p);
     at->extent = e;
     if (e == nullptr) return at->verdict = Verdict::kInvalidPointer;
@@ -971,7 +1042,9 @@ class Allocator {
     if (check_origin && !origins_compatible(h.origin(), origin) && opts_.get(Opt::kOriginCheck) != 0) {
       return at->verdict = Verdict::kMismatchedOrigin;
     }
-    if (h.size() > capacity_of(*at)) return at->verdict = Verdict::kCorrupted;
+    if (h.size() + canary_bytes() > capacity_of(*at)) return at->verdict = Verdict::kCorrupted;
+    // Paranoid: the canary right after the requested size (the block is live, so readable).
+    if (paranoid_ && !hard_.canary_intact(p + h.size())) return at->verdict = Verdict::kOverflow;
     return at->verdict = Verdict::kOk;
   }
 
@@ -1004,7 +1077,16 @@ class Allocator {
     return true;
   }
 
-  /// Bytes usable at the located block's user pointer.
+  /// Bytes a paranoid block carries after its requested size (0 in the default mode).
+  uint64_t canary_bytes() const { return paranoid_ ? kCanarySize : 0; }
+
+  /// What the caller may use: the requested size in paranoid mode (the canary follows), else the room.
+  uint64_t usable_of(const Located& at) const {
+    if (at.zero) return 0;
+    return paranoid_ ? at.h.size() : capacity_of(at);
+  }
+
+  /// Bytes from the located block's user pointer to the end of its block (its room).
   uint64_t capacity_of(const Located& at) const {
     const uint64_t offset = at.header - at.block;
     if (at.extent->kind == ExtentKind::kPoolSpan) {
@@ -1013,8 +1095,13 @@ class Allocator {
     return static_cast<MapBlock*>(at.extent)->capacity_at(offset);
   }
 
-  /// Frees a block that locate() accepted: one re-seal of the header, one counter.
-  HAKMEM_ALWAYS_INLINE void commit_free(const Located& at) {
+  /// Frees a block that locate() accepted: one re-seal of the header, one counter. `site` is the
+  /// caller of the release (paranoid mode records it in the quarantined block).
+  HAKMEM_ALWAYS_INLINE void commit_free(const Located& at, uintptr_t site) {
+    if (__builtin_expect(at.zero, 0)) {
+      zero_.free(at.block);
+      return;
+    }
     Heap* me = heap();  // a thread that only frees gets a heap too: its counters stay exact
     auto count = [this, me](OwnedCounter HeapCounters::*k, int64_t d) {
       if (me != nullptr) {
@@ -1033,6 +1120,10 @@ class Allocator {
       } else {
         frees.add_shared(1);
       }
+      if (paranoid_) {
+        quarantine(me, s, at, site);
+        return;
+      }
       track_free(at.header + kHeaderSize, capacity_of(at), at.header == at.block ? sizeof(FreeBlock) : 0);
       pool_.free(me, s, at.block);
       return;
@@ -1044,7 +1135,178 @@ class Allocator {
     count(&HeapCounters::map_frees, 1);
     count(&HeapCounters::map_live_bytes, -static_cast<int64_t>(mb->length));
     track_free(at.header + kHeaderSize, capacity_of(at));
+    if (paranoid_) {
+      // The user pages (from the page-aligned user pointer) fault until the block is reused;
+      // the header page stays readable, so a double free is still reported, not a crash.
+      const uintptr_t user = at.header + kHeaderSize;
+      if (!pal_.protect(reinterpret_cast<void*>(user), mb->base + mb->length - user, Access::kNone, Layer::kCache)) {
+        protect_failures_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
     cache_.put(mb, at.h.site());  // keyed by the allocation site: "same place, same pattern"
+  }
+
+  // ------------------------------------------------------------ paranoid mode
+
+  /**
+   * The quarantine: freed Pool blocks wait, filled with a pattern, before they can be reused.
+   * Each thread keeps its newest few (LocalQuarantine, at most quarantine/16 bytes); older
+   * ones move to the shared FIFO (quarantine bytes), whose oldest leave it: their pattern is
+   * checked, then they go back to the Pool. Its slots come from one lazily touched mapping.
+   */
+  void init_quarantine(uint64_t cap) {
+    if (cap == 0) return;
+    const uint64_t smallest = SizeClasses::block_size(0);
+    uint64_t slots = cap / smallest;
+    if (slots < 64) slots = 64;
+    if (slots > (uint64_t{1} << 21)) slots = uint64_t{1} << 21;
+    const uint64_t bytes = round_up(slots * sizeof(uint64_t), Pal::kPageSize);
+    void* mem = pal_.map_sparse(bytes, Layer::kMeta);
+    if (mem == nullptr) return;  // no quarantine: blocks are still filled and checked at reuse
+    mapped_.fetch_add(bytes, std::memory_order_relaxed);
+    shared_slots_ = static_cast<uint64_t*>(mem);
+    shared_slots_bytes_ = bytes;
+    shared_q_.init(shared_slots_, bytes / sizeof(uint64_t));
+    quarantine_cap_ = cap;
+    local_cap_ = cap / 16;
+  }
+
+  /// A validated Pool block's paranoid free: marked free, filled, and quarantined.
+  void quarantine(Heap* me, Span* s, const Located& at, uintptr_t site) {
+    const uintptr_t user = at.header + kHeaderSize;
+    const uint64_t room = capacity_of(at);
+    hard_.fill_freed(user, room, site & kSiteMask);
+    if (quarantine_cap_ == 0) {  // no quarantine: straight back, checked when reused
+      track_free(user, room, at.header == at.block ? sizeof(FreeBlock) : 0);
+      pool_.free(me, s, at.block);
+      return;
+    }
+    track_free(user, room, 0);  // the whole block is the allocator's until it leaves
+    const uint64_t entry = BlockFifo::pack(at.block, s->cls);
+    held_bytes_.fetch_add(s->block_size, std::memory_order_relaxed);
+    held_blocks_.fetch_add(1, std::memory_order_relaxed);
+    if (me == nullptr || s->block_size > local_cap_) {
+      to_shared(me, entry);
+      return;
+    }
+    BlockFifo& q = local_fifo(me);
+    while (!q.empty() && (q.full() || q.bytes() + s->block_size > local_cap_)) to_shared(me, q.pop());
+    q.push(entry);
+  }
+
+  BlockFifo& local_fifo(Heap* h) {
+    LocalQuarantine& lq = h->quarantine;
+    if (lq.fifo.capacity() == 0) lq.fifo.init(lq.slots, LocalQuarantine::kSlots);
+    return lq.fifo;
+  }
+
+  /// Moves an entry into the shared FIFO; the oldest entries over the cap leave (outside the lock).
+  void to_shared(Heap* me, uint64_t entry) {
+    uint64_t out[8];
+    size_t n = 0;
+    {
+      LockGuard g(quarantine_lock_);
+      const uint64_t len = BlockFifo::length_of(entry);
+      while (!shared_q_.empty() && n < 7 && (shared_q_.full() || shared_q_.bytes() + len > quarantine_cap_)) {
+        out[n++] = shared_q_.pop();
+      }
+      if (shared_q_.full()) {
+        out[n++] = entry;
+      } else {
+        shared_q_.push(entry);
+      }
+    }
+    for (size_t i = 0; i < n; ++i) leave_quarantine(me, out[i]);
+  }
+
+  /// A thread's ring at its exit: everything moves to the shared FIFO.
+  void spill_local_quarantine(Heap* h) {
+    if (quarantine_cap_ == 0) return;
+    BlockFifo& q = local_fifo(h);
+    while (!q.empty()) to_shared(h, q.pop());
+  }
+
+  /**
+   * A block leaves the quarantine: its header must still be a sealed free one, and its fill
+   * intact (the free-site record and every pattern byte). Then it goes back to the Pool. A
+   * write after free is reported with the allocation site (header) and the free site (record),
+   * and the block is withheld: never reused.
+   */
+  void leave_quarantine(Heap* me, uint64_t entry) {
+    const uintptr_t block = BlockFifo::block_of(entry);
+    const uint64_t len = BlockFifo::length_of(entry);
+    held_bytes_.fetch_sub(len, std::memory_order_relaxed);
+    held_blocks_.fetch_sub(1, std::memory_order_relaxed);
+    auto* s = static_cast<Span*>(registry_.lookup(block));
+    if (s == nullptr) return;  // cannot happen: spans outlive their blocks until teardown
+    Located at;
+    const bool header_ok = locate_block(s, block, &at) && at.h.state() == State::kFree;
+    const uintptr_t user = header_ok ? at.header + kHeaderSize : block + kHeaderSize;
+    const uint64_t room = header_ok ? capacity_of(at) : s->block_size - kHeaderSize;
+    track_own(user, room);
+    if (header_ok && hard_.record_intact(user) && Hardening::fill_intact(user + kFreedRecord, user + room)) {
+      track_park(user, room, at.header == at.block ? sizeof(FreeBlock) : 0);
+      pool_.free(me, s, block);
+      return;
+    }
+    withhold(at, header_ok, user, hard_.recorded_free_site(user), len);
+  }
+
+  /**
+   * pool_.alloc() for paranoid mode: a block that was freed before must still hold its fill
+   * past the free-list link (a write after it left the quarantine); one that fails is
+   * reported and withheld, and the next one is taken.
+   */
+  uintptr_t take_checked_pool_block(Heap* h, size_t c) {
+    for (;;) {
+      const uintptr_t block = pool_.alloc(h, c);
+      if (block == 0) return 0;
+      const Header raw = HeaderCodec::load(reinterpret_cast<void*>(block));
+      if (raw.lo == 0 && raw.hi == 0) return block;  // carved for the first time: never freed
+      auto* s = static_cast<Span*>(registry_.lookup(block));
+      Located at;
+      const bool header_ok = locate_block(s, block, &at) && at.h.state() == State::kFree;
+      const uintptr_t user = header_ok ? at.header + kHeaderSize : block + kHeaderSize;
+      const uint64_t room = header_ok ? capacity_of(at) : s->block_size - kHeaderSize;
+      track_own(user + kFreedRecord, room - kFreedRecord);
+      if (header_ok && Hardening::fill_intact(user + kFreedRecord, user + room)) return block;
+      withhold(at, header_ok, user, 0, s->block_size);
+    }
+  }
+
+  /// Reports a write after free in a held block and keeps it out of use for good.
+  void withhold(const Located& at, bool header_ok, uintptr_t user, uintptr_t free_site, uint64_t len) {
+    withheld_bytes_.fetch_add(len, std::memory_order_relaxed);
+    Located shown = at;
+    shown.header_ok = header_ok;  // a header overwritten after the free: size and site unknown
+    report(Verdict::kWriteAfterFree, reinterpret_cast<void*>(user), shown, free_site, Origin::kMalloc);
+  }
+
+  /// A cached Map block about to be reused: its user pages readable and writable again.
+  bool unprotect_cached(MapBlock* mb) {
+    return pal_.protect(reinterpret_cast<void*>(mb->base + Pal::kPageSize), mb->length - Pal::kPageSize,
+                        Access::kReadWrite, Layer::kMap);
+  }
+
+  /// TestOnly audit of the quarantine: the rings hold exactly held_bytes_, every entry a sealed free block.
+  void audit_quarantine(AuditResult& r) {
+    uint64_t bytes = 0, blocks = 0;
+    auto check = [&](uint64_t e) {
+      bytes += BlockFifo::length_of(e);
+      ++blocks;
+      const uintptr_t block = BlockFifo::block_of(e);
+      Extent* x = registry_.lookup(block);
+      Located at;
+      if (x == nullptr || x->kind != ExtentKind::kPoolSpan || !locate_block(x, block, &at) ||
+          at.h.state() != State::kFree) {
+        audit_fail(r, "quarantined block is not a sealed free Pool block", block, 0);
+      }
+    };
+    shared_q_.for_each(check);
+    pool_.for_each_heap_for_testing([&](Heap* h) { h->quarantine.fifo.for_each(check); });
+    if (bytes != held_bytes_.load() || blocks != held_blocks_.load()) {
+      audit_fail(r, "quarantine rings != held counters", bytes, held_bytes_.load());
+    }
   }
 
   void report(Verdict v, const void* p, const Located& at, uintptr_t free_site, Origin free_origin,
@@ -1062,11 +1324,14 @@ class Allocator {
       r.alloc_site = at.h.site();
       r.alloc_origin = at.h.origin();
     }
+    if (at.zero) r.size_known = true;  // a zero-size block (no header, no site)
     format_report(r, sink_, sink_arg_);
     if (opts_.get(Opt::kOnError) == kOnErrorAbort) abort();
   }
 
-  uint64_t metadata_bytes() const { return registry_.mapped_bytes() + pool_.meta_bytes() + map_.meta_bytes(); }
+  uint64_t metadata_bytes() const {
+    return registry_.mapped_bytes() + pool_.meta_bytes() + map_.meta_bytes() + zero_.meta_bytes() + shared_slots_bytes_;
+  }
 
   static void audit_fail(AuditResult& r, const char* what, uint64_t a, uint64_t b) {
     if (!r.ok) return;
@@ -1091,7 +1356,8 @@ class Allocator {
       audit_fail(r, "I2 Registry does not own the user pointer", at.block, 0);
     }
     const uint64_t thr = selector_.threshold_of(at.h.strategy());
-    const bool map_expected = at.h.size() >= thr || at.h.size() + (at.header - at.block) > SizeClasses::kMaxUsable;
+    const bool map_expected =
+        at.h.size() >= thr || at.h.size() + canary_bytes() + (at.header - at.block) > SizeClasses::kMaxUsable;
     if (map_expected != (expected == Method::kMap)) {
       audit_fail(r, "I3 method disagrees with the strategy in the header", at.h.size(), thr);
     }
@@ -1138,7 +1404,22 @@ class Allocator {
   std::atomic<uint32_t> large_ops_{0};     ///< large operations in flight (fork waits for 0)
   std::atomic<bool> fork_pending_{false};  ///< set by prepare_fork: new large operations wait
   uint64_t id_ = 0;
+  uint64_t fast_id_ = 0;  ///< what the fast paths compare a thread's heap id with: id_, or 0 (paranoid)
   pthread_key_t key_ = 0;
+  // Paranoid mode (hardening=paranoid).
+  bool paranoid_ = false;
+  Hardening hard_{};
+  ZeroArena<Pal> zero_{};
+  SpinLock quarantine_lock_;
+  BlockFifo shared_q_{};
+  uint64_t* shared_slots_ = nullptr;
+  uint64_t shared_slots_bytes_ = 0;
+  uint64_t quarantine_cap_ = 0;
+  uint64_t local_cap_ = 0;
+  std::atomic<uint64_t> held_bytes_{0};      ///< Pool bytes quarantined (rings)
+  std::atomic<uint64_t> held_blocks_{0};
+  std::atomic<uint64_t> withheld_bytes_{0};  ///< Pool bytes never reused after a write-after-free report
+  std::atomic<uint64_t> protect_failures_{0};
   WriteFn sink_ = write_stderr;
   void* sink_arg_ = nullptr;
 };

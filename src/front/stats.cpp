@@ -66,6 +66,12 @@ void print_stats_table(const StatsSnapshot& s, WriteFn fn, void* arg) {
     }
     if (s.site_other_requests != 0) o.str("    ").dec(s.site_other_requests).str(" requests from sites past the table\n");
   }
+  if (s.paranoid) {
+    o.str("  paranoid  quarantine ").size(s.quarantine_bytes).str(" in ").dec(s.quarantine_blocks).str(" blocks (cap ");
+    o.size(s.quarantine_cap).str("), withheld ").size(s.withheld_bytes).str(", zero-size live ").dec(s.zero_live);
+    if (s.protect_failures != 0) o.str(", mprotect failures ").dec(s.protect_failures);
+    o.ch('\n');
+  }
   o.str("  errors    ").dec(s.errors_total);
   for (size_t i = 1; i < static_cast<size_t>(Verdict::kCount); ++i) {
     if (s.errors[i] == 0) continue;
@@ -156,7 +162,14 @@ void print_stats_json(const StatsSnapshot& s, WriteFn fn, void* arg) {
     o.ch('}');
   }
   o.str("],\"sites_other_requests\":").dec(s.site_other_requests);
-  o.str(",\"errors\":{");
+  o.str(",\"hardening\":{\"mode\":\"").str(s.paranoid ? "paranoid" : "default").str("\",");
+  kv("quarantine_bytes", s.quarantine_bytes);
+  kv("quarantine_blocks", s.quarantine_blocks);
+  kv("quarantine_cap", s.quarantine_cap);
+  kv("withheld_bytes", s.withheld_bytes);
+  kv("zero_live", s.zero_live);
+  kv("protect_failures", s.protect_failures, true);
+  o.str("},\"errors\":{");
   kv("total", s.errors_total);
   for (size_t i = 1; i < static_cast<size_t>(Verdict::kCount); ++i) {
     o.ch('"');

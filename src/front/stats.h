@@ -28,6 +28,12 @@ struct StatsSnapshot {
   uint64_t pending_bytes = 0, batch_bytes = 0;
   // memory (I7: mapped = pool spans + map live + cached + pending + metadata)
   uint64_t mapped_bytes = 0, metadata_bytes = 0;
+  // hardening (paranoid mode: hardening=paranoid)
+  bool paranoid = false;
+  uint64_t quarantine_bytes = 0, quarantine_blocks = 0, quarantine_cap = 0;
+  uint64_t withheld_bytes = 0;  ///< Pool bytes never reused after a write-after-free report
+  uint64_t zero_live = 0;       ///< live zero-size blocks (unique inaccessible addresses)
+  uint64_t protect_failures = 0;
   // misuse
   uint64_t errors[static_cast<size_t>(Verdict::kCount)] = {};
   uint64_t errors_total = 0;

@@ -31,6 +31,8 @@ enum class Verdict : uint8_t {
   kMismatchedOrigin,  ///< e.g. free() of a new[] block
   kMethodMismatch,    ///< header says Pool/Map but the Registry says otherwise
   kSizeMismatch,      ///< sized delete / free_sized with a size other than the one allocated
+  kOverflow,          ///< paranoid: the canary after the requested size was overwritten
+  kWriteAfterFree,    ///< paranoid: a quarantined block's fill pattern was overwritten
   kCount
 };
 

@@ -18,6 +18,8 @@ const char* verdict_name(Verdict v) {
     case Verdict::kMismatchedOrigin: return "mismatched free";
     case Verdict::kMethodMismatch: return "method mismatch";
     case Verdict::kSizeMismatch: return "size mismatch";
+    case Verdict::kOverflow: return "heap overflow";
+    case Verdict::kWriteAfterFree: return "write after free";
     case Verdict::kCount: break;
   }
   return "unknown error";
