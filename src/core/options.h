@@ -38,7 +38,7 @@ enum class OptionKind : uint8_t {
     "report free/delete/delete[] mismatches (0 for programs that knowingly mix them)")             \
   X(kHardening, "hardening", kEnum, 0, 0, 1, "default|paranoid",                                     \
     "paranoid adds canaries, the freed-block quarantine and protected freed large blocks")         \
-  X(kQuarantine, "quarantine", kSize, 16 * 1024 * 1024, 0, uint64_t{1} << 40, "",                    \
+  X(kQuarantine, "quarantine", kSize, 4 * 1024 * 1024, 0, uint64_t{1} << 40, "",                    \
     "paranoid: byte cap of the quarantine of freed small blocks (0: none)")                        \
   X(kEpochRequests, "epoch_requests", kUint, 10000, 100, 1000000000, "",                             \
     "learn: an epoch ends after this many requests of at least 64 KiB ...")                          \
