@@ -140,6 +140,42 @@ inline std::string json_str(const char* object, const char* name) {
   return std::string(at, strcspn(at, "\""));
 }
 
+// ------------------------------------------------------------------ hakmem's hardening mode
+
+/// The hardening mode a hakmem run must be in: BENCH_HARDENING=default|paranoid, required with hakmem (the harness
+/// says which one it asked for through HAKMEM_OPTIONS; a dropped or misspelt option must not pass for paranoid).
+inline std::string hardening_wanted() {
+  const char* want = getenv("BENCH_HARDENING");
+  if (want == nullptr || (strcmp(want, "default") != 0 && strcmp(want, "paranoid") != 0))
+    fail("hardening", "BENCH_HARDENING=default|paranoid is required with hakmem");
+  return want;
+}
+
+/// Proves hakmem runs in the hardening mode `want`, from its stats JSON ("hardening":{"mode":...}) read after the
+/// workload, and from what that mode leaves behind: paranoid mode sets up the quarantine of freed small blocks
+/// (its cap is > 0) and, when `expect_quarantined`, holds some of the workload's freed blocks in it; the default
+/// mode has neither. Returns the mode, for the RESULT line.
+inline std::string prove_hardening(const std::string& want, bool expect_quarantined) {
+  const char* hard = json_object(hakmem_json(), "hardening");
+  const std::string mode = json_str(hard, "mode");
+  const uint64_t cap = json_u64(hard, "quarantine_cap");
+  const uint64_t blocks = json_u64(hard, "quarantine_blocks");
+  const uint64_t bytes = json_u64(hard, "quarantine_bytes");
+  printf("proof: hakmem hardening mode %s (hak_stats_print_json), quarantine cap %llu bytes, holding %llu blocks "
+         "(%llu bytes) after the workload\n",
+         mode.c_str(), static_cast<unsigned long long>(cap), static_cast<unsigned long long>(blocks),
+         static_cast<unsigned long long>(bytes));
+  if (mode != want) fail("hardening", "BENCH_HARDENING=" + want + " but hakmem reports hardening mode " + mode);
+  if (want == "paranoid") {
+    if (cap == 0) fail("hardening", "paranoid mode without a quarantine (quarantine_cap 0)");
+    if (expect_quarantined && blocks == 0)
+      fail("hardening", "paranoid mode, yet none of the workload's freed blocks is in the quarantine");
+  } else if (cap != 0 || blocks != 0) {
+    fail("hardening", "default mode, yet hakmem has a quarantine");
+  }
+  return mode;
+}
+
 // ------------------------------------------------------------------ helpers
 
 inline uint64_t splitmix64(uint64_t& s) {

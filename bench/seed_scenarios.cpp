@@ -3,7 +3,8 @@
 // the seed benchmarked glibc for weeks by accident, and once compared hakmem with hakmem).
 //
 // Build: g++ -O2 -std=c++20 bench/seed_scenarios.cpp -ldl -o seed_scenarios
-// Run:   BENCH_EXPECT=hakmem BENCH_MODE=fixed LD_PRELOAD=build/bench/libhakmem.so ./seed_scenarios vm1000
+// Run:   BENCH_EXPECT=hakmem BENCH_MODE=fixed BENCH_HARDENING=default LD_PRELOAD=build/bench/libhakmem.so
+//           ./seed_scenarios vm1000   (one command line)
 //
 // Usage: seed_scenarios SCENARIO [--scale F] [--cycles N]
 //   SCENARIO  json    64 KiB x 1000 cycles
@@ -21,9 +22,11 @@
 //   BENCH_EXPECT=hakmem|glibc|mimalloc|jemalloc|tcmalloc|scudo is required: the run exits 1 unless that allocator is
 //   the one serving (bench/proof.h). With hakmem, BENCH_MODE=fixed|learn is required too, the run exits 1 unless
 //   hakmem reports that mode, and hakmem's Pool + Map counters must have grown by every malloc the scenario made.
+//   With hakmem, BENCH_HARDENING=default|paranoid is required as well: the run exits 1 unless hakmem's stats report
+//   that hardening mode (paranoid: with its quarantine set up; default: without one).
 //
 // Reported (the last line is machine-readable):
-//   RESULT allocator=A mode=M scenario=S cycles=N ns_median=X ns_p99=X ns_mean=X faults_per_cycle=X
+//   RESULT allocator=A mode=M hardening=H scenario=S cycles=N ns_median=X ns_p99=X ns_mean=X faults_per_cycle=X
 //          peak_rss_kb=K rss_start_kb=K rss_end_kb=K rss_trim_kb=K mallocs=N timer_ns=X [hakmem counters]
 //   ns_*          per-cycle wall times (CLOCK_MONOTONIC): median, 99th percentile (nearest rank), mean
 //   timer_ns      median of 1001 empty timed intervals: what every cycle's time includes for the clock itself
@@ -231,6 +234,7 @@ double percentile(std::vector<double> v, double q) {  // nearest rank
 [[noreturn]] void usage(const char* why) {
   fprintf(stderr,
           "seed_scenarios: %s\nusage: BENCH_EXPECT=hakmem|glibc|mimalloc|jemalloc|tcmalloc|scudo [BENCH_MODE=fixed|learn] "
+          "[BENCH_HARDENING=default|paranoid] "
           "seed_scenarios json|mir|vm10|vm1000|mixed|churn [--scale F] [--cycles N]\n",
           why);
   exit(2);
@@ -264,7 +268,7 @@ int main(int argc, char** argv) {
   if (expect == nullptr || *expect == '\0') usage("BENCH_EXPECT is required (which allocator must be serving)");
   const char* name = bench::prove_identity(expect);
   const bool hakmem = strcmp(name, "hakmem") == 0;
-  std::string mode = "-";
+  std::string mode = "-", hardening_want = "-", hardening = "-";
   HakmemCounters h0;
   if (hakmem) {
     const char* want = getenv("BENCH_MODE");
@@ -273,6 +277,7 @@ int main(int argc, char** argv) {
     h0 = hakmem_counters();
     if (h0.mode != want) fail("mode", std::string("BENCH_MODE=") + want + " but hakmem reports mode " + h0.mode);
     mode = h0.mode;
+    hardening_want = bench::hardening_wanted();
     printf("proof: hakmem selector mode %s, threshold %llu\n", h0.mode.c_str(),
            static_cast<unsigned long long>(h0.threshold));
   }
@@ -315,6 +320,9 @@ int main(int argc, char** argv) {
            static_cast<unsigned long long>(h1.cache_hits - h0.cache_hits), static_cast<unsigned long long>(r.mallocs));
     if (served < r.mallocs) fail("proof", "hakmem's counters grew by fewer allocations than the scenario made");
     if (h1.errors != 0) fail("proof", "hakmem reported misuse errors");
+    // Not required to hold freed blocks here: vm*, churn free only Map blocks, which paranoid mode protects
+    // instead of quarantining.
+    hardening = bench::prove_hardening(hardening_want, false);
     snprintf(extra, sizeof extra,
              " threshold=%llu state=%s pool_allocs=%llu map_allocs=%llu cache_hits=%llu cache_misses=%llu "
              "cache_evictions=%llu release_blocks=%llu release_flushes=%llu munmap_calls=%llu pending_after_trim=%llu",
@@ -329,9 +337,10 @@ int main(int argc, char** argv) {
              static_cast<unsigned long long>(h1.munmap_calls - h0.munmap_calls),
              static_cast<unsigned long long>(h1.pending));
   }
-  printf("RESULT allocator=%s mode=%s scenario=%s cycles=%zu ns_median=%.1f ns_p99=%.1f ns_mean=%.1f "
+  printf("RESULT allocator=%s mode=%s hardening=%s scenario=%s cycles=%zu ns_median=%.1f ns_p99=%.1f ns_mean=%.1f "
          "faults_per_cycle=%.2f peak_rss_kb=%ld rss_start_kb=%ld rss_end_kb=%ld rss_trim_kb=%ld mallocs=%llu timer_ns=%.1f%s\n",
-         name, mode.c_str(), scenario.c_str(), n, percentile(r.cycle_ns, 0.5), percentile(r.cycle_ns, 0.99),
+         name, mode.c_str(), hardening.c_str(), scenario.c_str(), n, percentile(r.cycle_ns, 0.5),
+         percentile(r.cycle_ns, 0.99),
          n == 0 ? 0.0 : sum / static_cast<double>(n), n == 0 ? 0.0 : static_cast<double>(faults) / static_cast<double>(n),
          peak, rss_start, rss_end, rss_trim, static_cast<unsigned long long>(r.mallocs), timer_ns, extra);
   return 0;

@@ -2,7 +2,7 @@
 // which allocator served it (SEED_NOTES.md 4: the seed benchmarked glibc for weeks by accident).
 //
 // Build: g++ -O2 -std=c++20 -pthread bench/small_objects.cpp -ldl -o small_objects
-// Run:   BENCH_EXPECT=hakmem LD_PRELOAD=build/libhakmem.so ./small_objects pairs
+// Run:   BENCH_EXPECT=hakmem BENCH_HARDENING=default LD_PRELOAD=build/libhakmem.so ./small_objects pairs
 //
 // Usage: small_objects WORKLOAD [--scale F] [--reps N]
 //   WORKLOAD  pairs   single thread, malloc + free of the same block, sizes from a fixed pseudo-random sequence
@@ -13,11 +13,14 @@
 //   --iters N sets the iteration count exactly (per thread for mt*; ci/bench-small --callgrind uses it)
 //   --reps N  repetitions inside the process; the median is reported (default 3)
 //   BENCH_EXPECT=hakmem|mimalloc|jemalloc|tcmalloc|glibc is required: the run exits 1 unless that allocator is
-//   the one serving. Exit status: 0 ok, 1 proof failed, 2 usage.
+//   the one serving. With hakmem, BENCH_HARDENING=default|paranoid is required too: the run exits 1 unless hakmem's
+//   stats report that hardening mode (and, paranoid, a quarantine holding freed blocks after the workload; default,
+//   no quarantine) and no misuse errors. Exit status: 0 ok, 1 proof failed, 2 usage.
 //
 // An op is one malloc plus the free of that block, wherever it happens; ns/op is wall time / ops (for mt*, the
 // inverse of the aggregate throughput of all threads). The last line is machine-readable:
-//   RESULT allocator=A workload=W ns_per_op=X peak_rss_kb=K reps=N ops_per_rep=M
+//   RESULT allocator=A hardening=H workload=W ns_per_op=X peak_rss_kb=K reps=N ops_per_rep=M
+//   (H: hakmem's hardening mode, default or paranoid; "-" for the other allocators)
 #include <dlfcn.h>
 #include <sched.h>
 #include <stdio.h>
@@ -44,12 +47,14 @@ using bench::splitmix64;
 
 /// hakmem's Pool counters, read through hak_stats_print_json found by dlsym (the benchmark never links it).
 struct PoolCounters {
-  uint64_t allocs = 0, frees = 0;
+  uint64_t allocs = 0, frees = 0, errors = 0;
 };
 
 PoolCounters hakmem_pool_counters() {
-  const char* pool = bench::json_object(bench::hakmem_json(), "pool");
-  return {bench::json_u64(pool, "allocs"), bench::json_u64(pool, "frees")};
+  const char* json = bench::hakmem_json();
+  const char* pool = bench::json_object(json, "pool");
+  return {bench::json_u64(pool, "allocs"), bench::json_u64(pool, "frees"),
+          bench::json_u64(bench::json_object(json, "errors"), "total")};
 }
 
 // ------------------------------------------------------------------ workloads
@@ -219,8 +224,8 @@ RepResult run_mt(unsigned threads, uint64_t iters) {
 
 [[noreturn]] void usage(const char* msg) {
   fprintf(stderr,
-          "small_objects: %s\nusage: BENCH_EXPECT=hakmem|mimalloc|jemalloc|tcmalloc|glibc small_objects "
-          "pairs|churn|mt2|mt8 [--scale F | --iters N] [--reps N]\n",
+          "small_objects: %s\nusage: BENCH_EXPECT=hakmem|mimalloc|jemalloc|tcmalloc|glibc "
+          "[BENCH_HARDENING=default|paranoid] small_objects pairs|churn|mt2|mt8 [--scale F | --iters N] [--reps N]\n",
           msg);
   exit(2);
 }
@@ -273,8 +278,11 @@ int main(int argc, char** argv) {
 
   const char* name = bench::prove_identity(expect);
   const bool hakmem = strcmp(name, "hakmem") == 0;
+  // Read before the workload (proved after it), so a run started without the mode to prove fails at once.
+  const std::string hardening_want = hakmem ? bench::hardening_wanted() : "-";
   make_sizes();
   const PoolCounters before = hakmem ? hakmem_pool_counters() : PoolCounters{};
+  std::string hardening = "-";
 
   std::vector<double> ns_per_op;
   uint64_t mallocs = 0, ops = 0;
@@ -295,6 +303,11 @@ int main(int argc, char** argv) {
            static_cast<unsigned long long>(mallocs));
     if (da < mallocs || df < mallocs)
       fail("hakmem stats", "hakmem's Pool did not serve every allocation of the workload");
+    // Paranoid mode reports misuse it finds (a canary or a quarantined block's fill changed); the workload makes
+    // none, so any report is the allocator's own error and the run must not pass as a measurement.
+    if (after.errors != 0)
+      fail("hakmem stats", "hakmem reported " + std::to_string(after.errors) + " misuse errors");
+    hardening = bench::prove_hardening(hardening_want, true);
   }
 
   std::vector<double> sorted = ns_per_op;
@@ -304,7 +317,8 @@ int main(int argc, char** argv) {
   for (double v : ns_per_op)
     printf(" %.2f", v);
   printf(" ns/op\n");
-  printf("RESULT allocator=%s workload=%s ns_per_op=%.3f peak_rss_kb=%ld reps=%d ops_per_rep=%llu\n", name,
-         workload.c_str(), median, bench::peak_rss_kb(), reps, static_cast<unsigned long long>(ops));
+  printf("RESULT allocator=%s hardening=%s workload=%s ns_per_op=%.3f peak_rss_kb=%ld reps=%d ops_per_rep=%llu\n",
+         name, hardening.c_str(), workload.c_str(), median, bench::peak_rss_kb(), reps,
+         static_cast<unsigned long long>(ops));
   return 0;
 }
