@@ -7,6 +7,7 @@
 #   - any process reported an error (errors.total > 0) or printed a "hakmem:" report/warning.
 #
 # Usage: run_program.sh <build-dir> <scenario> <workdir>
+# HAKMEM_DROPIN_OPTIONS, when set, is passed to the hakmem run (hakmem-run --options).
 # Scenarios: python3 git g++ cmake perl sqlite3
 #
 # Both runs happen in the same directory (<workdir>/run, renamed to <workdir>/<mode>.tree
@@ -27,6 +28,10 @@ mkdir -p "$3" && work=$(cd "$3" && pwd) || exit 2
 hakmem_run="$build/hakmem-run"
 [ -x "$hakmem_run" ] || { echo "run_program: $hakmem_run not found (build the hakmem target)" >&2; exit 2; }
 
+# Extra HAKMEM_OPTIONS for the hakmem run (ctest sets hardening=paranoid for Dropin.paranoid.*).
+extra_options=${HAKMEM_DROPIN_OPTIONS:-}
+unset HAKMEM_DROPIN_OPTIONS
+
 # A clean, deterministic environment for both runs.
 unset LD_PRELOAD HAKMEM_OPTIONS PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONMALLOC PERL5LIB PERL5OPT
 export LC_ALL=C TZ=UTC
@@ -36,7 +41,7 @@ mode=glibc
 # hk CMD...: runs CMD under the allocator of the current mode.
 hk() {
   if [ "$mode" = hakmem ]; then
-    "$hakmem_run" --json -- "$@"
+    "$hakmem_run" --json ${extra_options:+--options "$extra_options"} -- "$@"
   else
     "$@"
   fi
