@@ -263,7 +263,7 @@ class Driver {
     hakmem_fuzz::check_audit(*a_, "an operation");
     const StatsSnapshot s = a_->stats();
     FUZZ_CHECK(s.errors_total == 0, "a correct program got a misuse report: %s", reports_.text.c_str());
-    const uint64_t live = (s.pool_allocs - s.pool_frees) + (s.map_allocs - s.map_frees);
+    const uint64_t live = (s.pool_allocs - s.pool_frees) + (s.map_allocs - s.map_frees) + s.zero_live;
     FUZZ_CHECK(live == shadow_.count(), "stats count %llu live blocks, the model %zu", (unsigned long long)live,
                shadow_.count());
     if (s.cache_cap != 0) {
@@ -292,6 +292,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   o.set(Opt::kCache, pick(in, kCaches));
   o.set(Opt::kBatch, pick(in, kBatches));
   o.set(Opt::kDecayMs, in.flag() ? 0 : 1);
+  // Bit 1 of the configuration byte: paranoid mode (canaries, quarantine, protected freed
+  // large blocks, zero-size blocks), under the same shadow model.
+  if ((config & 2) != 0) o.set(Opt::kHardening, kHardeningParanoid);
   if (config % 2 == 0) {
     Driver<TestConfig>(in, o).run();
   } else {

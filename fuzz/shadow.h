@@ -72,6 +72,10 @@ class Shadow {
     const uint64_t usable = a.usable_size(p);
     FUZZ_CHECK(usable >= size, "usable %llu < requested %llu (I5)", (unsigned long long)usable,
                (unsigned long long)size);
+    if (a.options().get(hakmem::Opt::kHardening) == hakmem::kHardeningParanoid) {
+      FUZZ_CHECK(usable == size, "paranoid: usable %llu != requested %llu (the canary follows the request)",
+                 (unsigned long long)usable, (unsigned long long)size);
+    }
     const uint64_t end = u + (usable == 0 ? 1 : usable);
     auto next = blocks_.lower_bound(u);
     if (next != blocks_.end()) {

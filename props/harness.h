@@ -287,6 +287,22 @@ class Harness {
     const uint64_t usable = a_->usable_size(q);
     RC_ASSERT(usable >= size);  // I5
     RC_ASSERT(info.usable == usable);
+    const bool paranoid = a_->options().get(Opt::kHardening) == kHardeningParanoid;
+    if (paranoid) RC_ASSERT(usable == size);  // paranoid: exactly the request (the canary follows)
+    if (paranoid && info.kind == ExtentKind::kNone) {
+      // A paranoid malloc(0): a unique address outside every extent, with no header.
+      RC_ASSERT(size == 0 && origin == Origin::kMalloc && align <= 16);
+      RC_ASSERT(a_->registry_for_testing().lookup(p) == nullptr);
+      RC_ASSERT(live_.count(p) == 0);
+      Live b;
+      b.align = align;
+      b.key = next_key_++;
+      b.origin = origin;
+      b.site = site & kSiteMask;
+      b.kind = info.kind;
+      live_[p] = b;
+      return;
+    }
     RC_ASSERT(info.fields.state == State::kLive);
     RC_ASSERT(info.fields.size == size);
     RC_ASSERT(info.fields.site == (site & kSiteMask));
@@ -298,7 +314,8 @@ class Harness {
     RC_ASSERT(info.threshold_of_strategy == snap.threshold);
     const bool map = info.kind == ExtentKind::kMapBlock;
     const uint64_t slack = align > 16 ? align + 16 : 0;
-    RC_ASSERT(map == (size >= snap.threshold || size + slack > SizeClasses::kMaxUsable));
+    const uint64_t canary = paranoid ? kCanarySize : 0;
+    RC_ASSERT(map == (size >= snap.threshold || size + canary + slack > SizeClasses::kMaxUsable));
     // I4: inside memory owned by its backing ...
     const Extent* e = a_->registry_for_testing().lookup(p);
     RC_ASSERT(e != nullptr);

@@ -46,6 +46,16 @@ HAKMEM_PROP(Props, Model_FailingPal, ()) { model_run(base_options(), Model{true,
 HAKMEM_PROP(Props, Model_FailingPalTinyCache, ()) {
   model_run(with({{Opt::kCache, 512 * 1024}, {Opt::kBatch, 256 * 1024}}), Model{true, false, false});
 }
+// Paranoid mode (issue 7): canaries, the quarantine (default, tiny, none), protected freed large
+// blocks and zero-size blocks, under the same model; audit() counts quarantined bytes as held.
+HAKMEM_PROP(Props, Model_Paranoid, ()) { model_run(with({{Opt::kHardening, kHardeningParanoid}}), Model{}); }
+HAKMEM_PROP(Props, Model_ParanoidTinyQuarantine, ()) {
+  model_run(with({{Opt::kHardening, kHardeningParanoid}, {Opt::kQuarantine, 4096}, {Opt::kCache, 512 * 1024}}),
+            Model{});
+}
+HAKMEM_PROP(Props, Model_ParanoidNoQuarantineFailingPal, ()) {
+  model_run(with({{Opt::kHardening, kHardeningParanoid}, {Opt::kQuarantine, 0}}), Model{true, false, false});
+}
 HAKMEM_PROP(Props, Model_Learn, ()) {
   Options o = with({{Opt::kMode, kModeLearn}, {Opt::kEpsilon, 20}, {Opt::kCanary, 30}});
   Harness h(o);

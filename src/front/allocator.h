@@ -916,9 +916,10 @@ class Allocator {
       errno = ENOMEM;
       return nullptr;
     }
-    if (__builtin_expect(paranoid_ && size == 0 && align <= kHeaderSize, 0)) {
+    if (__builtin_expect(paranoid_ && size == 0 && align <= kHeaderSize && origin == Origin::kMalloc, 0)) {
       // A unique address no byte can be read or written through; a full or unmappable
-      // arena falls back to an ordinary (canaried) block.
+      // arena falls back to an ordinary (canaried) block. Only malloc's: the arena keeps no
+      // origin, so new(0) gets an ordinary block and its delete is checked as usual.
       if (const uintptr_t z = zero_.alloc()) return reinterpret_cast<void*>(z);
     }
     // Strategy first: the threshold is read before any backing is touched (I3).
@@ -1019,7 +1020,13 @@ class Allocator {
       using Slot = typename ZeroArena<Pal>::Slot;
       switch (zero_.classify(p)) {
         case Slot::kOutside: break;
-        case Slot::kLive: at->zero = true, at->block = at->header = p; return at->verdict = Verdict::kOk;
+        case Slot::kLive:
+          at->zero = true, at->block = at->header = p;
+          // Zero-size slots are malloc's (alloc_backed): delete and delete[] of one are mismatches.
+          if (check_origin && !origins_compatible(Origin::kMalloc, origin) && opts_.get(Opt::kOriginCheck) != 0) {
+            return at->verdict = Verdict::kMismatchedOrigin;
+          }
+          return at->verdict = Verdict::kOk;
         case Slot::kFree: at->zero = true, at->block = at->header = p; return at->verdict = Verdict::kDoubleFree;
         case Slot::kInside: return at->verdict = Verdict::kMisaligned;
       }
