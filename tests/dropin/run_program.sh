@@ -329,9 +329,9 @@ for mode in glibc hakmem; do
 done
 
 # Collect the JSON objects from the hakmem run, strip them from its streams, check and compare.
-python3 -I - "$work" "$scenario" "${rc[glibc]}" "${rc[hakmem]}" "${secs[glibc]}" "${secs[hakmem]}" <<'PY'
+python3 -I - "$work" "$scenario" "${rc[glibc]}" "${rc[hakmem]}" "${secs[glibc]}" "${secs[hakmem]}" "$extra_options" <<'PY'
 import json, re, sys, difflib
-work, scenario, rc_glibc, rc_hakmem, t_glibc, t_hakmem = sys.argv[1:7]
+work, scenario, rc_glibc, rc_hakmem, t_glibc, t_hakmem, extra = sys.argv[1:8]
 rc_glibc, rc_hakmem = int(rc_glibc), int(rc_hakmem)
 
 def read(name):
@@ -386,6 +386,11 @@ if not objs:
     failures.append("no process printed hakmem stats: libhakmem.so was not preloaded or never ran its exit hook")
 elif served == 0:
     failures.append("hakmem served nothing: pool.allocs + map.allocs == 0 over all processes")
+# Every process ran in the hardening mode asked for (hardening=paranoid through HAKMEM_DROPIN_OPTIONS).
+want_mode = "paranoid" if "hardening=paranoid" in extra else "default"
+modes = sorted({o.get("hardening", {}).get("mode", "?") for o in objs})
+if objs and modes != [want_mode]:
+    failures.append(f"hardening mode {modes} in the hakmem run, expected {want_mode}")
 if errors:
     kinds = {}
     for o in objs:
@@ -408,7 +413,7 @@ compare("stdout", g_out, h_out)
 compare("stderr", g_err, h_err)
 
 status = "FAIL" if failures else "PASS"
-print(f"Dropin.{scenario}: {status} processes={len(objs)} allocs={served} (pool {pool}, map {mapped}) "
+print(f"Dropin.{scenario}: {status} hardening={want_mode} processes={len(objs)} allocs={served} (pool {pool}, map {mapped}) "
       f"frees={frees} errors={errors} exit glibc={rc_glibc} hakmem={rc_hakmem} "
       f"time glibc={t_glibc}s hakmem={t_hakmem}s")
 for f in failures:
