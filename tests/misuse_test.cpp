@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "front/front.h"
+#include "support/report.h"
 
 using namespace hakmem;
 
@@ -31,18 +32,8 @@ namespace {
 constexpr uintptr_t kAllocSite = 0x1234;
 constexpr uintptr_t kFreeSite = 0x5678;
 
-/// Collects everything written to the report sink.
-struct Capture {
-  std::string text;
-  static void sink(void* arg, const char* t, size_t n) { static_cast<Capture*>(arg)->text.append(t, n); }
-};
-
-std::string hex(uintptr_t v) {
-  char buf[32];
-  snprintf(buf, sizeof(buf), "0x%" PRIxPTR, v);
-  return buf;
-}
-std::string hex(const void* p) { return hex(reinterpret_cast<uintptr_t>(p)); }
+using Capture = hakmem_test::ReportCapture;
+using hakmem_test::hex;
 
 Options report_options() {
   Options o;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "front/front.h"
+#include "support/report.h"
 
 using namespace hakmem;
 
@@ -62,17 +63,8 @@ const char* const kFaultText = kTrackTool == TrackTool::kAsan ? "use-after-poiso
     stmt;                                                                             \
   }
 
-struct Capture {
-  std::string text;
-  static void sink(void* arg, const char* t, size_t n) { static_cast<Capture*>(arg)->text.append(t, n); }
-};
-
-std::string hex(uintptr_t v) {
-  char buf[32];
-  snprintf(buf, sizeof(buf), "0x%" PRIxPTR, v);
-  return buf;
-}
-std::string hex(const void* p) { return hex(reinterpret_cast<uintptr_t>(p)); }
+using Capture = hakmem_test::ReportCapture;
+using hakmem_test::hex;
 
 /// Paranoid options; the quarantine cap is the option's default unless given.
 Options paranoid(uint64_t quarantine = Options{}.get(Opt::kQuarantine)) {
