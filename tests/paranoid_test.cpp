@@ -466,6 +466,10 @@ TEST_F(ParanoidTest, ZeroSizeBlocksAreUniqueAndInaccessible) {
   ExpectReport(cap_.text, Verdict::kDoubleFree, zs[5], 0, 0, kFreeSite);
   cap_.text.clear();
   EXPECT_EQ(a()->free(static_cast<char*>(zs[5]) + 4, kFreeSite), Verdict::kMisaligned);
+  // A freed address comes back only after the cursor went round the whole arena.
+  void* again = a()->alloc(0, kAllocSite);
+  EXPECT_EQ(seen.count(again), 0u) << "a freed zero-size address is not handed out again at once";
+  EXPECT_EQ(a()->free(again, kFreeSite), Verdict::kOk);
   // realloc from and to zero
   void* r = a()->alloc(0, kAllocSite);
   void* r2 = a()->realloc(r, 100, kAllocSite);

@@ -16,7 +16,8 @@ namespace hakmem {
  * PROT_NONE, so any read or write through the pointer faults, and every live
  * zero-size block has its own address. One bit per slot says live; a free of
  * a slot whose bit is clear is a double free. Slots are handed out round-robin
- * from a cursor, so a freed address is reused as late as possible. Mapped on
+ * from a cursor, so a freed address is reused only after all 2^20 slots were
+ * handed out once more (a late double free still finds its bit clear). Mapped on
  * first use (both the range and the bitmap count as metadata); never touches
  * the range itself. Given back at teardown through the releaser.
  */
@@ -42,13 +43,17 @@ class ZeroArena {
     LockGuard g(lock_);
     if (base_.load(std::memory_order_relaxed) == 0 && !map_locked()) return 0;
     if (live_ == kSlots) return 0;
+    // The first free slot at or after the cursor, wrapping once round (n == kWords revisits the
+    // cursor's word below the cursor).
     constexpr uint64_t kWords = kSlots / 64;
-    for (uint64_t n = 0; n < kWords; ++n) {
-      const uint64_t w = (cursor_ + n) % kWords;
-      if (bits_[w] == ~uint64_t{0}) continue;
-      const unsigned b = static_cast<unsigned>(__builtin_ctzll(~bits_[w]));
+    for (uint64_t n = 0; n <= kWords; ++n) {
+      const uint64_t w = (cursor_ / 64 + n) % kWords;
+      uint64_t free_bits = ~bits_[w];
+      if (n == 0) free_bits &= ~uint64_t{0} << (cursor_ % 64);
+      if (free_bits == 0) continue;
+      const unsigned b = static_cast<unsigned>(__builtin_ctzll(free_bits));
       bits_[w] |= uint64_t{1} << b;
-      cursor_ = (b == 63) ? w + 1 : w;  // the next search starts past this slot's word when it filled
+      cursor_ = (w * 64 + b + 1) % kSlots;
       ++live_;
       return base_.load(std::memory_order_relaxed) + (w * 64 + b) * kSlotSize;
     }
@@ -118,7 +123,7 @@ class ZeroArena {
   SpinLock lock_;
   std::atomic<uintptr_t> base_{0};
   uint64_t* bits_ = nullptr;
-  uint64_t cursor_ = 0;
+  uint64_t cursor_ = 0;  ///< the slot after the last one handed out
   uint64_t live_ = 0;
 };
 
