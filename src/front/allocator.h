@@ -1181,6 +1181,9 @@ class Allocator {
   /// A validated Pool block's paranoid free: marked free, filled, and quarantined.
   void quarantine(Heap* me, Span* s, const Located& at, uintptr_t site) {
     const uintptr_t user = at.header + kHeaderSize;
+    // The room holds the free-site record: usable sizes and header offsets are multiples of
+    // 16, and the room exceeds the request by at least the canary, so it is 16 or more.
+    static_assert(SizeClasses::usable(0) >= kFreedRecord && kCanarySize > 0);
     const uint64_t room = capacity_of(at);
     hard_.fill_freed(user, room, site & kSiteMask);
     if (quarantine_cap_ == 0) {  // no quarantine: straight back, checked when reused
