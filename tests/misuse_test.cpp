@@ -22,10 +22,6 @@
 
 using namespace hakmem;
 
-namespace hakmem {
-// Verdicts print by name in assertion failures.
-[[maybe_unused]] static void PrintTo(Verdict v, std::ostream* os) { *os << verdict_name(v); }
-}  // namespace hakmem
 
 namespace {
 

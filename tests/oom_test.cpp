@@ -17,12 +17,10 @@
 #include <vector>
 
 #include "front/front.h"
+#include "support/report.h"
 
 using namespace hakmem;
 
-namespace hakmem {
-[[maybe_unused]] static void PrintTo(Verdict v, std::ostream* os) { *os << verdict_name(v); }
-}  // namespace hakmem
 
 namespace {
 

@@ -18,12 +18,10 @@
 
 #include "front/front.h"
 #include "support/report.h"
+#include "support/sanitizer.h"
 
 using namespace hakmem;
 
-namespace hakmem {
-[[maybe_unused]] static void PrintTo(Verdict v, std::ostream* os) { *os << verdict_name(v); }
-}  // namespace hakmem
 
 namespace {
 
@@ -31,17 +29,7 @@ constexpr uintptr_t kAllocSite = 0x1234;
 constexpr uintptr_t kFreeSite = 0x5678;
 constexpr uintptr_t kOtherSite = 0x9abc;
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
+constexpr bool kSanitized = hakmem_test::kAsan || hakmem_test::kTsan;
 
 /// A child that touched a protected page: killed by SIGSEGV, or (under a sanitizer, which
 /// catches the signal to print its own report) exited with a failure status.

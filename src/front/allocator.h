@@ -430,7 +430,7 @@ class Allocator {
     s.quarantine_blocks = held_blocks_.load();
     s.quarantine_cap = quarantine_cap_;
     s.withheld_bytes = withheld_bytes_.load();
-    s.zero_live = paranoid_ ? zero_.live() : 0;
+    s.zero_live = zero_.live();
     s.protect_failures = protect_failures_.load();
     for (size_t i = 0; i < static_cast<size_t>(Verdict::kCount); ++i) {
       s.errors[i] = errors_[i].load();
@@ -1247,19 +1247,16 @@ class Allocator {
     const uint64_t len = BlockFifo::length_of(entry);
     held_bytes_.fetch_sub(len, std::memory_order_relaxed);
     held_blocks_.fetch_sub(1, std::memory_order_relaxed);
-    auto* s = static_cast<Span*>(registry_.lookup(block));
-    if (s == nullptr) return;  // cannot happen: spans outlive their blocks until teardown
-    Located at;
-    const bool header_ok = locate_block(s, block, &at) && at.h.state() == State::kFree;
-    const uintptr_t user = header_ok ? at.header + kHeaderSize : block + kHeaderSize;
-    const uint64_t room = header_ok ? capacity_of(at) : s->block_size - kHeaderSize;
-    track_own(user, room);
-    if (header_ok && hard_.record_intact(user) && Hardening::fill_intact(user + kFreedRecord, user + room)) {
-      track_park(user, room, at.header == at.block ? sizeof(FreeBlock) : 0);
-      pool_.free(me, s, block);
+    const FreedBlock f = view_freed(block);
+    track_own(f.user, f.room);
+    uintptr_t free_site = 0;
+    const bool record_ok = hard_.read_record(f.user, &free_site);
+    if (f.header_ok && record_ok && Hardening::fill_intact(f.user + kFreedRecord, f.user + f.room)) {
+      track_park(f.user, f.room, f.at.header == f.at.block ? sizeof(FreeBlock) : 0);
+      pool_.free(me, f.span, block);
       return;
     }
-    withhold(at, header_ok, user, hard_.recorded_free_site(user), len);
+    withhold(f, free_site, len);
   }
 
   /**
@@ -1273,23 +1270,34 @@ class Allocator {
       if (block == 0) return 0;
       const Header raw = HeaderCodec::load(reinterpret_cast<void*>(block));
       if (raw.lo == 0 && raw.hi == 0) return block;  // carved for the first time: never freed
-      auto* s = static_cast<Span*>(registry_.lookup(block));
-      Located at;
-      const bool header_ok = locate_block(s, block, &at) && at.h.state() == State::kFree;
-      const uintptr_t user = header_ok ? at.header + kHeaderSize : block + kHeaderSize;
-      const uint64_t room = header_ok ? capacity_of(at) : s->block_size - kHeaderSize;
-      track_own(user + kFreedRecord, room - kFreedRecord);
-      if (header_ok && Hardening::fill_intact(user + kFreedRecord, user + room)) return block;
-      withhold(at, header_ok, user, 0, s->block_size);
+      const FreedBlock f = view_freed(block);
+      track_own(f.user + kFreedRecord, f.room - kFreedRecord);
+      if (f.header_ok && Hardening::fill_intact(f.user + kFreedRecord, f.user + f.room)) return block;
+      withhold(f, 0, f.span->block_size);
     }
   }
 
+  /// A block that was freed (quarantined, or on a free list), as its header describes it.
+  struct FreedBlock {
+    Span* span;
+    Located at;
+    bool header_ok;  ///< the header is intact and sealed Free (else size, site and offset are unknown)
+    uintptr_t user;  ///< the user pointer (block + 16 when the header cannot say)
+    uint64_t room;   ///< bytes from `user` to the block's end
+  };
+  FreedBlock view_freed(uintptr_t block) {
+    FreedBlock f{static_cast<Span*>(registry_.lookup(block)), {}, false, 0, 0};  // spans outlive their blocks
+    f.header_ok = locate_block(f.span, block, &f.at) && f.at.h.state() == State::kFree;
+    f.at.header_ok = f.header_ok;  // a header overwritten after the free: the report names no size or site
+    f.user = f.header_ok ? f.at.header + kHeaderSize : block + kHeaderSize;
+    f.room = f.header_ok ? capacity_of(f.at) : f.span->block_size - kHeaderSize;
+    return f;
+  }
+
   /// Reports a write after free in a held block and keeps it out of use for good.
-  void withhold(const Located& at, bool header_ok, uintptr_t user, uintptr_t free_site, uint64_t len) {
+  void withhold(const FreedBlock& f, uintptr_t free_site, uint64_t len) {
     withheld_bytes_.fetch_add(len, std::memory_order_relaxed);
-    Located shown = at;
-    shown.header_ok = header_ok;  // a header overwritten after the free: size and site unknown
-    report(Verdict::kWriteAfterFree, reinterpret_cast<void*>(user), shown, free_site, Origin::kMalloc);
+    report(Verdict::kWriteAfterFree, reinterpret_cast<void*>(f.user), f.at, free_site, Origin::kMalloc);
   }
 
   /// A cached Map block about to be reused: its user pages readable and writable again.

@@ -50,16 +50,13 @@ class Hardening {
     memset(reinterpret_cast<void*>(user + kFreedRecord), kFreedFill, n - kFreedRecord);
   }
 
-  /// The free site recorded by fill_freed(), or 0 when the record was overwritten.
-  uintptr_t recorded_free_site(uintptr_t user) const {
+  /// True when fill_freed()'s record is intact; then *free_site is the site it recorded.
+  bool read_record(uintptr_t user, uintptr_t* free_site) const {
     uint64_t record[2];
     memcpy(record, reinterpret_cast<const void*>(user), sizeof(record));
-    return record[1] == seal(user, record[0]) ? record[0] : 0;
-  }
-  bool record_intact(uintptr_t user) const {
-    uint64_t record[2];
-    memcpy(record, reinterpret_cast<const void*>(user), sizeof(record));
-    return record[1] == seal(user, record[0]);
+    if (record[1] != seal(user, record[0])) return false;
+    *free_site = record[0];
+    return true;
   }
 
   /// True when every byte of [from, to) is kFreedFill.

@@ -1,11 +1,19 @@
-// Test support: capture an allocator's misuse reports as text, and print addresses the way they do.
+// Test support: capture an allocator's misuse reports as text, print addresses the way they do, print verdicts by name.
 #pragma once
 
 #include <cinttypes>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <ostream>
 #include <string>
+
+#include "header/block_header.h"
+
+namespace hakmem {
+/// Verdicts print by name in GoogleTest assertion failures (found by ADL).
+[[maybe_unused]] inline void PrintTo(Verdict v, std::ostream* os) { *os << verdict_name(v); }
+}  // namespace hakmem
 
 namespace hakmem_test {
 

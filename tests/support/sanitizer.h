@@ -1,4 +1,4 @@
-// Test support: whether this build runs under ThreadSanitizer (loops shrink, fork tests skip).
+// Test support: whether this build runs under ThreadSanitizer (loops shrink, fork tests skip) or ASan.
 #pragma once
 
 namespace hakmem_test {
@@ -13,6 +13,18 @@ inline constexpr bool kTsan = false;
 #endif
 #else
 inline constexpr bool kTsan = false;
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kAsan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kAsan = true;
+#else
+inline constexpr bool kAsan = false;
+#endif
+#else
+inline constexpr bool kAsan = false;
 #endif
 
 }  // namespace hakmem_test
