@@ -638,11 +638,11 @@ TEST(LearnModeEpochs, EndByTimeEvery64RequestsWhenTheDeadlinePassed) {
     for (int i = 0; i < 64; ++i)
       ASSERT_TRUE(drv.large());
   }
-  // Each batch's first request is the sampled one: after the sleep it ends the epoch, so the first
-  // epoch holds that one request (not scored: fewer than min_samples) and each later one the 64
-  // requests since.
+  // Each batch's first request is the sampled one: after the sleep it ends the epoch, which holds
+  // that one sample, weighted 64 (it stands for the 64 requests of its sample period), so every
+  // epoch is scored (64 >= min_samples).
   EXPECT_EQ(a->learner().counters().epochs, kBatches) << "each 64-request batch after 2 ms must end an epoch";
-  EXPECT_EQ(a->learner().counters().scored_epochs, kBatches - 1) << "64 requests >= min_samples";
+  EXPECT_EQ(a->learner().counters().scored_epochs, kBatches) << "one sample of weight 64 >= min_samples";
 
   // Only sampled requests look at the deadline. The next request is sampled (each batch was one
   // whole sample period): book it, then after the deadline the 63 unsampled ones end nothing and
@@ -658,8 +658,8 @@ TEST(LearnModeEpochs, EndByTimeEvery64RequestsWhenTheDeadlinePassed) {
 }
 
 // The default learn_sample (16): one request in 16 per thread is booked, weighted by 16, so site
-// counts and the epoch trigger are exact to within one sample period per thread, and the learner
-// still sees every request (the per-thread request counters are exact).
+// counts, the request counts the learner scores and the epoch trigger are exact to within one
+// sample period per thread.
 TEST(LearnModeEpochs, SampledBookkeepingStaysWithinOneSamplePeriod) {
   Options o;
   o.set(Opt::kMode, kModeLearn);

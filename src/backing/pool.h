@@ -84,7 +84,8 @@ struct HeapCounters {
   OwnedCounter map_allocs, map_frees, map_live_bytes;
   OwnedCounter remote_frees;
   // Learn mode: requests of at least the smallest threshold, their large-path
-  // cycles, and their sizes by threshold band (folded at epoch boundaries only).
+  // cycles, and their sizes by threshold band, each booked by the sampled request
+  // for its whole sample period (folded at epoch boundaries only).
   OwnedCounter large_requests, large_cycles;
   OwnedCounter large_bands[13];
 
@@ -118,7 +119,7 @@ struct Heap {
   SpanList full[SizeClasses::kCount];
   std::atomic<uint64_t> remote_hint[2] = {};
   HeapCounters counters;
-  uint32_t sample_countdown = 0;  ///< learn mode: large requests until the next sampled one (owner only)
+  uint64_t clock_checked = 0;  ///< learn mode: cycles() when this thread last read the clock (owner only)
   LocalQuarantine quarantine;     ///< paranoid mode: this thread's newest freed blocks (owner only)
   void* owner = nullptr;  ///< the Allocator this heap belongs to (for the thread-exit hook)
   Heap* next_all = nullptr;
