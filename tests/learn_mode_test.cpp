@@ -688,6 +688,66 @@ TEST(LearnModeEpochs, SampledBookkeepingStaysWithinOneSamplePeriod) {
 // The real cost source (no injection): an mmap-heavy workload (BigCache off) of 1 MiB blocks with
 // every page touched. Epochs happen, ratings stay finite, the audit holds; a boundary with no large request
 // since the last one is not an epoch.
+/// Requests of 96 KiB (Map under strategy 0, 64 KiB; Pool under every other), BigCache off so every
+/// Map block is a fresh mapping and every free a release, freed at once; returns how many requests
+/// each consecutive run of one strategy got, in order, as (strategy, requests).
+std::vector<std::pair<uint8_t, uint64_t>> run_96k(Allocator<TestConfig>& a, uint64_t requests) {
+  std::vector<std::pair<uint8_t, uint64_t>> runs;
+  for (uint64_t i = 0; i < requests; ++i) {
+    const uint8_t s = a.selector().current_id();
+    if (runs.empty() || runs.back().first != s) runs.emplace_back(s, 0);
+    ++runs.back().second;
+    void* p = a.alloc(96 * kKiB, kSite);
+    EXPECT_NE(p, nullptr);
+    static_cast<unsigned char*>(p)[0] = 1;
+    EXPECT_EQ(a.free(p, kSite), Verdict::kOk);
+  }
+  return runs;
+}
+
+Options early_end_options(uint64_t factor) {
+  Options o;
+  o.set(Opt::kMode, kModeLearn);
+  o.set(Opt::kEpochRequests, 1600);       // an early end may come after 1600 / 16 = 100 requests
+  o.set(Opt::kEpochMs, 3600000);
+  o.set(Opt::kLearnSample, 1);
+  o.set(Opt::kCache, 0);
+  o.set(Opt::kBatch, 0);                  // every Map free is an munmap
+  o.set(Opt::kThreshold, 32 * kMiB);      // learning starts on strategy 11 (Pool), then sweeps 0 (Map)
+  o.set(Opt::kEarlyEnd, factor);
+  return o;
+}
+
+// The real cost source measures each epoch's large-path time. Strategy 11 runs first (a Pool pop
+// per request); the sweep then runs strategy 0, where each request is an mmap and each free an
+// munmap, far more than twice the time: with early_end=2 that epoch ends once it has 100 requests
+// of evidence, not after 1600, and the learner counts the early end; then the sweep goes on.
+TEST(LearnModeEarlyEnd, AClearlyLosingEpochEndsEarlyOnMeasuredTime) {
+  ScopedAllocator<TestConfig> a(early_end_options(2));
+  const auto runs = run_96k(*a, 1600 + 1600 + 200);
+  ASSERT_GE(runs.size(), 3u);
+  EXPECT_EQ(runs[0].first, 11);
+  EXPECT_EQ(runs[0].second, 1600u) << "the first epoch has no other strategy to lose against";
+  EXPECT_EQ(runs[1].first, 0);
+  EXPECT_GE(runs[1].second, 100u) << "no early end before a sixteenth of an epoch";
+  EXPECT_LT(runs[1].second, 1600u) << "the mmap epoch ran to the end";
+  EXPECT_EQ(runs[2].first, 1) << "the sweep goes on";
+  EXPECT_EQ(a->learner().counters().early_ends, 1u);
+  EXPECT_EQ(a->learner().record(0).scored, 1u) << "an early-ended epoch is still scored";
+  const AuditResult r = a->audit();
+  EXPECT_TRUE(r.ok) << r.failure;
+}
+
+// early_end=0: every epoch runs its full count, the mmap one too.
+TEST(LearnModeEarlyEnd, ZeroNeverEndsAnEpochEarly) {
+  ScopedAllocator<TestConfig> a(early_end_options(0));
+  const auto runs = run_96k(*a, 1600 * 3);
+  ASSERT_EQ(runs.size(), 3u);
+  EXPECT_EQ(runs[1].first, 0);
+  EXPECT_EQ(runs[1].second, 1600u);
+  EXPECT_EQ(a->learner().counters().early_ends, 0u);
+}
+
 TEST(LearnModeEpochs, RealCostSourceScoresAnMmapHeavyWorkload) {
   Options o = learn_options(200);
   o.set(Opt::kCache, 0); // no BigCache: every Map block is a fresh mapping, every free a release

@@ -61,7 +61,10 @@ enum class OptionKind : uint8_t {
   X(kRelearnCost, "relearn_cost", kUint, 20, 1, 1000, "",                                             \
     "learn: back to LEARN when cost is this many percent worse for a whole window")                  \
   X(kRelearnShift, "relearn_shift", kUint, 25, 1, 100, "",                                            \
-    "learn: ... or when the size distribution moves by this many percent")
+    "learn: ... or when the size distribution moves by this many percent")                            \
+  X(kEarlyEnd, "early_end", kUint, 8, 0, 1000, "",                                                    \
+    "learn: a LEARN or CANARY epoch ends early once its large-path time per request is this many "    \
+    "times the cheapest other strategy's (0: never)")
 
 /// Option identifiers, in table order.
 enum class Opt : uint8_t {

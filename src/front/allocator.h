@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -677,7 +678,19 @@ class Allocator {
     const uint64_t n = epoch_requests_.fetch_add(learn_sample_, std::memory_order_relaxed) + learn_sample_;
     if (n >= epoch_target_) {
       end_epoch();
-    } else if (now - h->clock_checked >= kClockCheckCycles) {
+      return;
+    }
+    // A clearly losing LEARN or CANARY epoch ends early: once it has early_after_ requests,
+    // if its time per request is past the bound (early_end x the cheapest other strategy's).
+    if (const uint64_t bound = early_end_cpr_.load(std::memory_order_relaxed); bound != 0) {
+      const uint64_t weighted = spent * learn_sample_;
+      const uint64_t acc = epoch_cycles_acc_.fetch_add(weighted, std::memory_order_relaxed) + weighted;
+      if (n >= early_after_ && acc > bound * n) {
+        end_epoch(true);
+        return;
+      }
+    }
+    if (now - h->clock_checked >= kClockCheckCycles) {
       h->clock_checked = now;
       if (pal_.now_ns() >= epoch_deadline_ns_.load(std::memory_order_relaxed)) end_epoch();
     }
@@ -692,7 +705,7 @@ class Allocator {
    * for the epoch's cost, and puts the learner's next strategy in force. One
    * thread does it (try-lock); the others carry on with the strategy in force.
    */
-  void end_epoch() {
+  void end_epoch(bool early = false) {
     if (!epoch_lock_.try_lock()) return;
     // What the trigger counted so far; requests made while this boundary runs stay counted
     // for the next epoch (storing 0 would drop them and stretch the next epoch).
@@ -708,8 +721,14 @@ class Allocator {
     const uint64_t n = requests - epoch_seen_requests_;
     epoch_cycles_ = spent - epoch_seen_cycles_;
     if (n > 0) {
-      const EpochCost cost = cost_source_->epoch_cost(selector_.current_id());
-      selector_.set_current(learner_.end_epoch(n, cost, sig));
+      const uint8_t ran = selector_.current_id();
+      const EpochCost cost = cost_source_->epoch_cost(ran);
+      if (early) learner_.note_early_end();
+      const uint8_t next = learner_.end_epoch(n, cost, sig);
+      if (ran < kLearnableStrategies && n >= learner_.params().min_samples) measured_cpr_[ran] = epoch_cycles_ / n;
+      selector_.set_current(next);
+      early_end_cpr_.store(early_end_bound(next), std::memory_order_relaxed);
+      epoch_cycles_acc_.store(0, std::memory_order_relaxed);
       epoch_seen_requests_ = requests;
       epoch_seen_cycles_ = spent;
       epoch_bands_ = now;
@@ -717,6 +736,19 @@ class Allocator {
     epoch_requests_.fetch_sub(triggered, std::memory_order_relaxed);
     epoch_deadline_ns_.store(pal_.now_ns() + epoch_ns_, std::memory_order_relaxed);
     epoch_lock_.unlock();
+  }
+
+  /// The early-end bound (large-path cycles per request) of an epoch about to run `next`:
+  /// early_end times the cheapest time per request measured for any other strategy; 0 (no
+  /// bound) when FROZEN (a frozen epoch monitors, it does not compete), when early_end is 0,
+  /// or before another strategy was measured.
+  uint64_t early_end_bound(uint8_t next) const {
+    if (early_end_ == 0 || learner_.state() == Lifecycle::kFrozen) return 0;
+    uint64_t cheapest = 0;
+    for (uint8_t i = 0; i < kLearnableStrategies; ++i) {
+      if (i != next && measured_cpr_[i] != 0 && (cheapest == 0 || measured_cpr_[i] < cheapest)) cheapest = measured_cpr_[i];
+    }
+    return cheapest * early_end_;
   }
 
   /// The real cost source: large-path cycles, minor faults and bytes mapped during the epoch.
@@ -740,7 +772,12 @@ class Allocator {
 
  public:
   /// TestOnly: the learner's costs come from `source` (deterministic tests) instead of the process.
-  void set_cost_source_for_testing(CostSource* source) { cost_source_ = source; }
+  /// Early ends are off then: they judge measured time, which would not be what is scored.
+  void set_cost_source_for_testing(CostSource* source) {
+    cost_source_ = source;
+    early_end_ = 0;
+    early_end_cpr_.store(0, std::memory_order_relaxed);
+  }
   /// TestOnly: ends the epoch now (tests drive epochs without 10,000 requests).
   void end_epoch_for_testing() { end_epoch(); }
   /// The learner (leaderboard, lifecycle), for stats and tests.
@@ -830,6 +867,9 @@ class Allocator {
       learner_.start(start);
       selector_.set_current(start);
       epoch_target_ = opts_.get(Opt::kEpochRequests);
+      early_end_ = opts_.get(Opt::kEarlyEnd);
+      // An early end needs a sixteenth of an epoch's requests (and min_samples) as evidence.
+      early_after_ = std::max<uint64_t>(lp.min_samples, epoch_target_ / 16);
       learn_sample_ = opts_.get(Opt::kLearnSample);
       epoch_ns_ = opts_.get(Opt::kEpochMs) * 1000000ull;
       epoch_deadline_ns_.store(pal_.now_ns() + epoch_ns_, std::memory_order_relaxed);
@@ -1436,6 +1476,13 @@ class Allocator {
   uint64_t learn_sample_ = 16;
   uint64_t epoch_ns_ = 2000000000;
   uint64_t epoch_seen_requests_ = 0, epoch_seen_cycles_ = 0, epoch_cycles_ = 0;
+  // Early end of a clearly losing epoch: each strategy's latest measured large-path cycles per
+  // request (boundaries only), and the running epoch's bound and sampled cycles (large path).
+  uint64_t measured_cpr_[kLearnableStrategies] = {};
+  uint64_t early_end_ = 8;
+  uint64_t early_after_ = 625;
+  std::atomic<uint64_t> early_end_cpr_{0};
+  std::atomic<uint64_t> epoch_cycles_acc_{0};
   SizeSignature epoch_bands_{};
   ProcessCost process_cost_{};
   CostSource* cost_source_ = nullptr;

@@ -45,7 +45,8 @@ void print_stats_table(const StatsSnapshot& s, WriteFn fn, void* arg) {
     o.str("; ").dec(c.epochs).str(" epochs (").dec(c.scored_epochs).str(" scored), ").dec(c.matches).str(" matches\n");
     o.str("            freezes ").dec(c.freezes).str(", relearns ").dec(c.relearns).str(" (cost ").dec(c.relearns_by_cost);
     o.str(", size shift ").dec(c.relearns_by_shift).str("), canaries ").dec(c.canaries).str(" (adopted ");
-    o.dec(c.canary_adoptions).str(", rolled back ").dec(c.canary_rollbacks).str(")\n");
+    o.dec(c.canary_adoptions).str(", rolled back ").dec(c.canary_rollbacks).str("), ended early ");
+    o.dec(c.early_ends).ch('\n');
     o.str("  rank  strategy  threshold     rating      W/L/D  epochs\n");
     for (size_t i = 0; i < kLearnableStrategies; ++i) {
       const StatsSnapshot::BoardRow& r = s.board[i];
@@ -135,6 +136,7 @@ void print_stats_json(const StatsSnapshot& s, WriteFn fn, void* arg) {
     kv("canaries", c.canaries);
     kv("canary_adoptions", c.canary_adoptions);
     kv("canary_rollbacks", c.canary_rollbacks);
+    kv("early_ends", c.early_ends);
     kv("learning_work", c.learning_work);
     o.str("\"leaderboard\":[");
     for (size_t i = 0; i < kLearnableStrategies; ++i) {

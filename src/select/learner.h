@@ -101,6 +101,7 @@ struct LearnerCounters {
   uint64_t freezes = 0, relearns = 0, relearns_by_cost = 0, relearns_by_shift = 0;
   uint64_t canaries = 0, canary_adoptions = 0, canary_rollbacks = 0;
   uint64_t learning_work = 0;  ///< ELO updates and exploration draws: zero while FROZEN
+  uint64_t early_ends = 0;     ///< epochs the front ended early as clearly losing (note_early_end)
 };
 
 /**
@@ -144,6 +145,8 @@ class Learner {
   const LearnerParams& params() const { return p_; }
   /// The frozen strategy (meaningful in FROZEN and CANARY).
   uint8_t frozen() const { return frozen_; }
+  /// Counts an epoch its driver ended early because it was clearly losing (before end_epoch()).
+  void note_early_end() { ++counters_.early_ends; }
 
   /**
    * Ends the epoch that ran current(): `requests` large requests, raw `cost`,
