@@ -682,8 +682,10 @@ class Allocator {
     }
     // A clearly losing LEARN or CANARY epoch ends early: once it has early_after_ requests,
     // if its time per request is past the bound (early_end x the cheapest other strategy's).
+    // Each sample counts at most twice the bound, so a few requests that were preempted or
+    // faulted cannot end an epoch: the mean of the clamped samples must pass the bound.
     if (const uint64_t bound = early_end_cpr_.load(std::memory_order_relaxed); bound != 0) {
-      const uint64_t weighted = spent * learn_sample_;
+      const uint64_t weighted = std::min(spent, 2 * bound) * learn_sample_;
       const uint64_t acc = epoch_cycles_acc_.fetch_add(weighted, std::memory_order_relaxed) + weighted;
       if (n >= early_after_ && acc > bound * n) {
         end_epoch(true);
