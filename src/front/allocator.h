@@ -682,10 +682,11 @@ class Allocator {
     }
     // A clearly losing LEARN or CANARY epoch ends early: once it has early_after_ requests,
     // if its time per request is past the bound (early_end x the cheapest other strategy's).
-    // Each sample counts at most twice the bound, so a few requests that were preempted or
-    // faulted cannot end an epoch: the mean of the clamped samples must pass the bound.
+    // Each sample counts at most kEarlyEndClamp times the bound: a heavy tail the strategy
+    // really has (a few mmaps and fault storms among cheap requests) still passes it, a
+    // request or two preempted for milliseconds cannot.
     if (const uint64_t bound = early_end_cpr_.load(std::memory_order_relaxed); bound != 0) {
-      const uint64_t weighted = std::min(spent, 2 * bound) * learn_sample_;
+      const uint64_t weighted = std::min(spent, kEarlyEndClamp * bound) * learn_sample_;
       const uint64_t acc = epoch_cycles_acc_.fetch_add(weighted, std::memory_order_relaxed) + weighted;
       if (n >= early_after_ && acc > bound * n) {
         end_epoch(true);
@@ -697,6 +698,9 @@ class Allocator {
       if (pal_.now_ns() >= epoch_deadline_ns_.load(std::memory_order_relaxed)) end_epoch();
     }
   }
+
+  /// The most one sampled request counts toward an early end, in bounds (see note_large()).
+  static constexpr uint64_t kEarlyEndClamp = 32;
 
   /// Time-stamp counter cycles between a thread's reads of the clock for the epoch deadline
   /// (2^19: 0.1-0.5 ms at 1-5 GHz, far below the shortest epoch_ms of 1 ms).
