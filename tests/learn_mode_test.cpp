@@ -748,6 +748,40 @@ TEST(LearnModeEarlyEnd, ZeroNeverEndsAnEpochEarly) {
   EXPECT_EQ(a->learner().counters().early_ends, 0u);
 }
 
+// FROZEN epochs are never cut: their bound is 0, and a CANARY epoch's is not. Scripted costs get the
+// learner to FROZEN with a canary after every frozen epoch; then early ends are turned back on with
+// a factor no epoch reaches (so the scripted epochs keep their length), and the bound is read at
+// every boundary. Every strategy ran in the sweep, so each has a measured time per request.
+TEST(LearnModeEarlyEnd, FrozenEpochsHaveNoBoundCanaryEpochsDo) {
+  constexpr int d = 4;
+  Options o = learn_options();
+  o.set(Opt::kEpsilon, 0);
+  o.set(Opt::kCanary, 100);
+  ScopedAllocator<TestConfig> a(o);
+  ScriptedCost cost;
+  cost.unit = needle(d);
+  a->set_cost_source_for_testing(&cost);
+  EXPECT_EQ(a->early_end_bound_for_testing(), 0u) << "an injected cost source turns early ends off";
+  Driver drv{*a, &cost};
+  ASSERT_TRUE(drv.until([&] { return a->learner().state() != Lifecycle::kLearn; }, (kFreezeBound + 1) * 100));
+  a->set_early_end_for_testing(1000000);
+  int frozen = 0, canary = 0;
+  for (int e = 0; e < 12; ++e) {
+    ASSERT_TRUE(drv.epochs(1));
+    if (a->learner().state() == Lifecycle::kFrozen) {
+      ++frozen;
+      EXPECT_EQ(a->early_end_bound_for_testing(), 0u) << "a FROZEN epoch got an early-end bound";
+    } else {
+      ++canary;
+      EXPECT_EQ(a->learner().state(), Lifecycle::kCanary);
+      EXPECT_GT(a->early_end_bound_for_testing(), 0u) << "a CANARY epoch got no early-end bound";
+    }
+  }
+  EXPECT_GE(frozen, 5);
+  EXPECT_GE(canary, 5);
+  EXPECT_EQ(a->learner().counters().early_ends, 0u);
+}
+
 TEST(LearnModeEpochs, RealCostSourceScoresAnMmapHeavyWorkload) {
   Options o = learn_options(200);
   o.set(Opt::kCache, 0); // no BigCache: every Map block is a fresh mapping, every free a release

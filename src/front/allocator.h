@@ -784,6 +784,10 @@ class Allocator {
     early_end_ = 0;
     early_end_cpr_.store(0, std::memory_order_relaxed);
   }
+  /// TestOnly: turns early ends back on (set_cost_source_for_testing turns them off) with `factor`.
+  void set_early_end_for_testing(uint64_t factor) { early_end_ = factor; }
+  /// TestOnly: the running epoch's early-end bound, in large-path cycles per request (0: none).
+  uint64_t early_end_bound_for_testing() const { return early_end_cpr_.load(std::memory_order_relaxed); }
   /// TestOnly: ends the epoch now (tests drive epochs without 10,000 requests).
   void end_epoch_for_testing() { end_epoch(); }
   /// The learner (leaderboard, lifecycle), for stats and tests.
