@@ -353,12 +353,17 @@ TEST(LearnModeI11, FirstEpochRunsTheConfiguredThresholdWhenItIsOneOfTheTwelve) {
 // CANARY through the allocator (canary=100: every FROZEN epoch is followed by a canary): a worse
 // runner-up, or one cheaper by less than canary_win (5%), is rolled back; one cheaper by more is
 // adopted and becomes the frozen strategy in force.
-TEST(LearnModeI11, CanaryRollsBackAWorseRunnerUpAndAdoptsAClearlyBetterOne) {
-  constexpr int d = 4;
+/// learn_options() without exploration draws, and a CANARY after every FROZEN epoch.
+Options canary_after_every_frozen_epoch() {
   Options o = learn_options();
   o.set(Opt::kEpsilon, 0);
   o.set(Opt::kCanary, 100);
-  ScopedAllocator<TestConfig> a(o);
+  return o;
+}
+
+TEST(LearnModeI11, CanaryRollsBackAWorseRunnerUpAndAdoptsAClearlyBetterOne) {
+  constexpr int d = 4;
+  ScopedAllocator<TestConfig> a(canary_after_every_frozen_epoch());
   ScriptedCost cost;
   cost.unit = needle(d);
   a->set_cost_source_for_testing(&cost);
@@ -753,13 +758,9 @@ TEST(LearnModeEarlyEnd, ZeroNeverEndsAnEpochEarly) {
 // a factor no epoch reaches (so the scripted epochs keep their length), and the bound is read at
 // every boundary. Every strategy ran in the sweep, so each has a measured time per request.
 TEST(LearnModeEarlyEnd, FrozenEpochsHaveNoBoundCanaryEpochsDo) {
-  constexpr int d = 4;
-  Options o = learn_options();
-  o.set(Opt::kEpsilon, 0);
-  o.set(Opt::kCanary, 100);
-  ScopedAllocator<TestConfig> a(o);
+  ScopedAllocator<TestConfig> a(canary_after_every_frozen_epoch());
   ScriptedCost cost;
-  cost.unit = needle(d);
+  cost.unit = needle(2);
   a->set_cost_source_for_testing(&cost);
   EXPECT_EQ(a->early_end_bound_for_testing(), 0u) << "an injected cost source turns early ends off";
   Driver drv{*a, &cost};
