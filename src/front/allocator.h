@@ -663,9 +663,9 @@ class Allocator {
    * only moved the countdown, in alloc_impl): the request count, its size band, its
    * cycles, its site and the shared epoch trigger, each weighted by learn_sample (so
    * every count is exact to within one sample period per thread, and exact with
-   * learn_sample=1), and may end the epoch: by
-   * count, or by time, where the clock is read at most once per kClockCheckCycles of
-   * this thread's time-stamp counter (`now` is the request's end, in those cycles).
+   * learn_sample=1), and may end the epoch: by count, early (a clearly losing epoch),
+   * or by time, where the clock is read at most once per kClockCheckCycles of this
+   * thread's time-stamp counter (`now` is the request's end, in those cycles).
    */
   void note_large(uint64_t size, uintptr_t site, uint64_t spent, uint64_t now) {
     Heap* h = t_heap_.id == id_ ? t_heap_.heap : nullptr;
@@ -951,9 +951,9 @@ class Allocator {
     // call of the process may be about to run.
     if (__builtin_expect(size >= kMinThreshold && ensure_ready() && learning_, 0)) {
       // An unsampled request costs one decrement of a countdown in the thread's TLS slot
-      // (a line the fast paths keep hot; a Heap field measured ~10 ns slower per request on
-      // bench B, whose blocks' page touches evict it). The sampled one goes out of line, so
-      // alloc_backed() has one inlined copy here, which fixed mode and learn mode share.
+      // (a line the fast paths keep hot, unlike a Heap field, which bench B's page touches
+      // evict). The sampled one goes out of line, so alloc_backed() has one inlined copy
+      // here, which fixed mode and learn mode share.
       if (t_heap_.id != id_ || t_heap_.sample_countdown == 0) return alloc_sampled(size, align, site, origin, fresh);
       --t_heap_.sample_countdown;
     }
