@@ -1383,10 +1383,8 @@ class Allocator {
       bytes += BlockFifo::length_of(e);
       ++blocks;
       const uintptr_t block = BlockFifo::block_of(e);
-      Extent* x = registry_.lookup(block);
-      Located at;
-      if (x == nullptr || x->kind != ExtentKind::kPoolSpan || !locate_block(x, block, &at) ||
-          at.h.state() != State::kFree) {
+      const Extent* x = registry_.lookup(block);
+      if (x == nullptr || x->kind != ExtentKind::kPoolSpan || !view_freed(block).header_ok) {
         audit_fail(r, "quarantined block is not a sealed free Pool block", block, 0);
       }
     };
