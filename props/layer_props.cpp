@@ -144,17 +144,32 @@ HAKMEM_PROP(Layers, SizeClassesMonotoneAndCover, ()) {
 // BigCache: a hit is never smaller than asked (requested <= capacity at the offset, the seed's
 // size-check bug), comes from the asked class, and is a block that is really cached (put, not
 // taken, not evicted); a miss happens only when no cached block of the class fits. Evictions
-// go to the releaser (I9) and the byte cap holds.
+// go to the releaser (I9). The byte limit holds and stays within [cap, max]; it grows only on a
+// miss of a class the limit evicted from within the decay window, by at most one block of that
+// class, never more often than that class was evicted; it shrinks only at a put once a decay
+// window has passed, never below the cap.
 HAKMEM_PROP(Layers, BigCacheNeverSmallerThanAsked, ()) {
-  LinuxPal pal;
+  using Pal = RecordingPal<LinuxPal>;
+  const auto pal_owner = std::make_unique<Pal>();  // its log is 512 KiB: not on the stack
+  Pal& pal = *pal_owner;
+  pal.stop_clock();  // only the test moves time: the window checks below are exact
   HeaderCodec codec;
   codec.set_secret(*rc::gen::arbitrary<uint64_t>());
   std::atomic<uint64_t> tally{0};
-  auto releaser = std::make_unique<BatchReleaser<LinuxPal>>();
+  auto releaser = std::make_unique<BatchReleaser<Pal>>();
   releaser->init(&pal, nullptr, nullptr, &codec, &tally, uint64_t{1} << 40, 0);  // never flushes here
-  auto cache = std::make_unique<BigCache<LinuxPal>>();
-  const uint64_t cap = *rc::gen::element<uint64_t>(uint64_t{1} << 40, 16 << 20, 4 << 20, 0);
-  cache->init(releaser.get(), cap);
+  auto cache = std::make_unique<BigCache<Pal>>();
+  const uint64_t cap = *rc::gen::element<uint64_t>(uint64_t{1} << 40, 16 << 20, 4 << 20, 1 << 20, 0);
+  const uint64_t max = *rc::gen::element<uint64_t>(0, cap, 2 * cap, 8 * cap);
+  const uint64_t decay_ns = *rc::gen::element<uint64_t>(0, 1000000, 1000000000);
+  cache->init(&pal, releaser.get(), cap, max, decay_ns);
+  const uint64_t max_in_force = cap == 0 ? 0 : std::max(cap, max);
+  RC_ASSERT(cache->limit() == cap);
+  RC_ASSERT(cache->max() == max_in_force);
+  uint64_t evicted[LargeClasses::kCount] = {};  // per class: evictions by the limit so far
+  uint64_t evicted_at[LargeClasses::kCount] = {};  // ... and the clock at the latest
+  uint64_t grown[LargeClasses::kCount] = {};
+  uint64_t last_shrink_or_growth_from_cap = pal.now_ns();
 
   struct Desc {
     MapBlock mb;
@@ -169,7 +184,13 @@ HAKMEM_PROP(Layers, BigCacheNeverSmallerThanAsked, ()) {
     const uintptr_t site = 0x1000 * *rc::gen::inRange<uintptr_t>(0, 6);
     const uint64_t offset = 16 * *rc::gen::inRange<uint64_t>(0, 64);
     const uint64_t lo = LargeClasses::usable(cls - 1) + 1, hi = LargeClasses::usable(cls);
-    if (*rc::gen::arbitrary<bool>() && descs.size() < 200) {
+    if (*rc::gen::inRange(0, 8) == 0) pal.advance_clock(*rc::gen::element<uint64_t>(1000, 2000000, 2000000000));
+    const uint64_t limit_before = cache->limit();
+    const uint64_t now = pal.now_ns();
+    const bool put = *rc::gen::arbitrary<bool>() && descs.size() < 200;
+    MapBlock* put_block = nullptr;
+    bool missed = false;
+    if (put) {
       auto d = std::make_unique<Desc>();
       d->mb.base = reinterpret_cast<uintptr_t>(d->header);
       // Lengths around the class: some blocks of a class are too small for some requests.
@@ -183,6 +204,7 @@ HAKMEM_PROP(Layers, BigCacheNeverSmallerThanAsked, ()) {
       f.size = d->mb.length - kHeaderSize;
       codec.encode(f, d->header);
       d->mb.state = State::kCached;
+      put_block = &d->mb;
       cache->put(&d->mb, site);
       cached.insert(&d->mb);
       descs.push_back(std::move(d));
@@ -195,16 +217,23 @@ HAKMEM_PROP(Layers, BigCacheNeverSmallerThanAsked, ()) {
         RC_ASSERT(mb->capacity_at(offset) >= need);  // never smaller than asked
         cached.erase(mb);
       } else {
+        missed = true;
         for (MapBlock* c : cached) RC_ASSERT(!(c->cls == cls && c->capacity_at(offset) >= need));
       }
     }
-    // Whatever left the cache without a take went to the releaser, marked Releasing.
+    // Whatever left the cache without a take went to the releaser, marked Releasing: evicted by
+    // the limit, unless it is the block just put and bypassed (larger than the limit, or cache off).
     std::set<MapBlock*> pending;
     releaser->for_each_pending([&](uintptr_t, size_t, MapBlock* mb) { pending.insert(mb); });
     uint64_t bytes = 0;
     for (auto it = cached.begin(); it != cached.end();) {
       if (pending.count(*it) != 0) {
         RC_ASSERT((*it)->state == State::kReleasing);
+        const bool bypassed = *it == put_block && (cap == 0 || put_block->length > limit_before);
+        if (!bypassed) {
+          ++evicted[(*it)->cls];
+          evicted_at[(*it)->cls] = now;
+        }
         it = cached.erase(it);
       } else {
         bytes += (*it)->length;
@@ -213,7 +242,23 @@ HAKMEM_PROP(Layers, BigCacheNeverSmallerThanAsked, ()) {
     }
     RC_ASSERT(cache->bytes() == bytes);
     RC_ASSERT(cache->blocks() == cached.size());
-    RC_ASSERT(cap == 0 || bytes <= cap);
+    const uint64_t limit = cache->limit();
+    RC_ASSERT(bytes <= limit);
+    RC_ASSERT(cap <= limit && limit <= max_in_force);
+    if (limit > limit_before) {
+      // Growth: a miss of a class evicted from lately, by one block of it at most.
+      RC_ASSERT(missed);
+      RC_ASSERT(limit - limit_before <= LargeClasses::usable(cls) + kHeaderSize + 4096);
+      RC_ASSERT(decay_ns == 0 || now - evicted_at[cls] <= decay_ns);
+      ++grown[cls];
+      RC_ASSERT(grown[cls] <= evicted[cls]);
+      if (limit_before == cap) last_shrink_or_growth_from_cap = now;
+    } else if (limit < limit_before) {
+      // Decay: at a put, a whole window after the last one (or the growth from the cap).
+      RC_ASSERT(put);
+      RC_ASSERT(decay_ns != 0 && now - last_shrink_or_growth_from_cap >= decay_ns);
+      last_shrink_or_growth_from_cap = now;
+    }
   }
 }
 

@@ -405,10 +405,10 @@ TEST(BatchReleaser, EachFreeFlushesWhenABlockExceedsTheBatch) {
 }
 
 TEST(BatchReleaser, CacheEvictionsFlushAtTheBatchToo) {
-  RecAlloc a(ReleaseOptions(1 * kMiB, 0, 64 * kMiB));
+  RecAlloc a(ReleaseOptions(1 * kMiB, 0, 4 * (2 * kMiB + 4096)));
   std::vector<void*> v;
   for (int i = 0; i < 5; ++i) v.push_back(a->alloc(2 * kMiB, kSite));
-  for (void* p : v) ASSERT_EQ(a->free(p, kSite), Verdict::kOk);  // ring of 4: the 5th free evicts
+  for (void* p : v) ASSERT_EQ(a->free(p, kSite), Verdict::kOk);  // the cap holds four: the 5th free evicts
   const StatsSnapshot s = a->stats();
   EXPECT_EQ(s.cache_evictions, 1u);
   EXPECT_EQ(s.release_flushes, 1u);
@@ -468,7 +468,7 @@ TEST(BatchReleaser, ConcurrentReleasesLoseNothing) {
 }
 
 TEST(BatchReleaser, TeardownReturnsEverythingThroughTheReleaser) {
-  RecAlloc a(ReleaseOptions(8 * kMiB, 0, 16 * kMiB));
+  RecAlloc a(ReleaseOptions(8 * kMiB, 0, 4 * kMiB));
   std::vector<void*> keep;
   // Pool blocks, from this thread and from a thread that exits.
   for (size_t n : {16ul, 100ul, 4000ul, 100000ul}) keep.push_back(a->alloc(n, kSite));
@@ -481,9 +481,9 @@ TEST(BatchReleaser, TeardownReturnsEverythingThroughTheReleaser) {
   keep.push_back(a->aligned_alloc(64 * kKiB, 1 * kMiB, kSite));
   void* cached = a->alloc(2 * kMiB, kSite);
   ASSERT_EQ(a->free(cached, kSite), Verdict::kOk);
-  std::vector<void*> ring;
-  for (int i = 0; i < 6; ++i) ring.push_back(a->alloc(1 * kMiB, kSite + 1));
-  for (void* p : ring) ASSERT_EQ(a->free(p, kSite + 1), Verdict::kOk);
+  std::vector<void*> evicted;
+  for (int i = 0; i < 6; ++i) evicted.push_back(a->alloc(1 * kMiB, kSite + 1));
+  for (void* p : evicted) ASSERT_EQ(a->free(p, kSite + 1), Verdict::kOk);
   StatsSnapshot s = a->stats();
   ASSERT_GT(s.cache_bytes, 0u);
   ASSERT_GT(s.pending_bytes, 0u);

@@ -1,5 +1,6 @@
-// BigCache module tests: warm reuse with no syscall, requested <= usable, rings of 4, the byte cap,
-// bypass, cross-site hits, flush, and the Cached state of cached blocks (I6, I9, I10).
+// BigCache module tests: warm reuse with no syscall, requested <= usable, the byte limit and its growth on
+// regret up to cache_max and decay back to the cap, bypass, cross-site hits, flush, and the Cached state of
+// cached blocks (I6, I9, I10).
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -19,9 +20,13 @@ using Cache = BigCache<RecordingConfig::Pal>;
 
 constexpr uintptr_t kSiteA = 0x400100;
 
-Options CacheOptions(uint64_t cache = 64 * kMiB, uint64_t threshold = 256 * kKiB) {
+/// A 2 MiB request's mapping: its class's usable size, plus the header, to the page.
+constexpr uint64_t kBlock2M = 2 * kMiB + 4096;
+
+Options CacheOptions(uint64_t cache = 64 * kMiB, uint64_t threshold = 256 * kKiB, uint64_t cache_max = 0) {
   Options o;
   o.set(Opt::kCache, cache);
+  o.set(Opt::kCacheMax, cache_max);  // 0: never past the cap (the growth tests set it)
   o.set(Opt::kThreshold, threshold);
   o.set(Opt::kDecayMs, 0);  // no decay tick: flushes only on the threshold or flush()
   return o;
@@ -212,8 +217,8 @@ TEST(BigCache, MissOnAnotherClassMaps) {
 
 // ------------------------------------------------------------ rings, cap, bypass (I9)
 
-TEST(BigCache, RingOfFourEvictsTheOldestToTheReleaser) {
-  RecAlloc a(CacheOptions());
+TEST(BigCache, ByteCapEvictsTheOldestToTheReleaser) {
+  RecAlloc a(CacheOptions(4 * kBlock2M));  // room for four
   std::vector<void*> v;
   for (int i = 0; i < 6; ++i) {
     v.push_back(a->alloc(2 * kMiB, kSiteA));
@@ -235,7 +240,7 @@ TEST(BigCache, RingOfFourEvictsTheOldestToTheReleaser) {
   // 2 x (2 MiB + a page) is below the 8 MiB batch: nothing unmapped yet.
   EXPECT_EQ(s.release_flushes, flushes0);
   EXPECT_EQ(Unmaps(a), 0u) << "BigCache must never unmap by itself (I9)";
-  EXPECT_EQ(s.pending_bytes, 2 * (2 * kMiB + 4096));
+  EXPECT_EQ(s.pending_bytes, 2 * kBlock2M);
   EXPECT_AUDIT_OK(a);
 
   a->flush();
@@ -243,9 +248,146 @@ TEST(BigCache, RingOfFourEvictsTheOldestToTheReleaser) {
   EXPECT_GT(s.release_flushes, flushes0);
   EXPECT_EQ(Unmaps(a), a->pal().calls(PalOp::kUnmap, Layer::kRelease)) << "I1: every unmap is the releaser's";
   EXPECT_EQ(Unmaps(a), s.unmap_calls);
-  EXPECT_EQ(a->pal().bytes(PalOp::kUnmap), 6 * (2 * kMiB + 4096));
+  EXPECT_EQ(a->pal().bytes(PalOp::kUnmap), 6 * kBlock2M);
   EXPECT_TRUE(a->pal().verify_mapped());
   for (void* p : v) EXPECT_EQ(a->check(p), Verdict::kInvalidPointer) << "released blocks are no longer ours";
+  EXPECT_AUDIT_OK(a);
+}
+
+TEST(BigCache, OneSiteMayFillTheCap) {
+  RecAlloc a(CacheOptions());
+  std::vector<void*> v;
+  for (int i = 0; i < 20; ++i) v.push_back(a->alloc(2 * kMiB, kSiteA));
+  for (void* p : v) ASSERT_EQ(a->free(p, kSiteA), Verdict::kOk);
+  const StatsSnapshot s = a->stats();
+  EXPECT_EQ(s.cache_blocks, 20u) << "40 MiB from one site and class is under the 64 MiB cap: nothing evicted";
+  EXPECT_EQ(s.cache_evictions, 0u);
+  const uint64_t maps = MapCalls(a);
+  for (int i = 0; i < 20; ++i) v[static_cast<size_t>(i)] = a->alloc(2 * kMiB, kSiteA);
+  EXPECT_EQ(MapCalls(a), maps) << "every block came back from the cache";
+  for (void* p : v) ASSERT_EQ(a->free(p, kSiteA), Verdict::kOk);
+  EXPECT_AUDIT_OK(a);
+}
+
+// ------------------------------------------------------------ growth on regret, decay
+
+namespace {
+
+/// One round of the churn scenario: n blocks of 2 MiB allocated, then all freed. Returns the Map calls it made.
+uint64_t ChurnRound(RecAlloc& a, int n) {
+  const uint64_t maps = MapCalls(a);
+  std::vector<void*> v;
+  for (int i = 0; i < n; ++i) {
+    v.push_back(a->alloc(2 * kMiB, kSiteA));
+    if (v.back() == nullptr) ADD_FAILURE() << "alloc " << i;
+  }
+  for (void* p : v) EXPECT_EQ(a->free(p, kSiteA), Verdict::kOk);
+  return MapCalls(a) - maps;
+}
+
+}  // namespace
+
+TEST(BigCacheGrowth, AWorkingSetLargerThanTheCapStaysCachedFromTheThirdRound) {
+  RecAlloc a(CacheOptions(4 * kBlock2M, 256 * kKiB, 64 * kMiB));
+  EXPECT_EQ(a->stats().cache_limit, 4 * kBlock2M);
+  EXPECT_EQ(ChurnRound(a, 10), 10u);
+  StatsSnapshot s = a->stats();
+  EXPECT_EQ(s.cache_blocks, 4u);
+  EXPECT_EQ(s.cache_evictions, 6u);
+  EXPECT_EQ(s.cache_grows, 0u) << "an eviction alone grows nothing";
+  // Round 2: four hits, then six misses of the class just evicted from: each grows the limit by a block.
+  EXPECT_EQ(ChurnRound(a, 10), 6u);
+  s = a->stats();
+  EXPECT_EQ(s.cache_grows, 6u);
+  EXPECT_GE(s.cache_limit, 10 * kBlock2M);
+  EXPECT_LE(s.cache_limit, 4 * kBlock2M + 6 * (2 * kMiB + kHeaderSize + 4096));
+  EXPECT_EQ(s.cache_blocks, 10u) << "the grown limit keeps the whole working set";
+  EXPECT_EQ(s.cache_evictions, 6u);
+  EXPECT_AUDIT_OK(a);
+  // From now on no round maps anything.
+  for (int round = 3; round <= 5; ++round) EXPECT_EQ(ChurnRound(a, 10), 0u) << "round " << round;
+  s = a->stats();
+  EXPECT_EQ(s.cache_grows, 6u);
+  EXPECT_EQ(s.cache_evictions, 6u);
+  EXPECT_EQ(s.cache_cap, 4 * kBlock2M) << "the cap is the option; the limit is what grew";
+  EXPECT_AUDIT_OK(a);
+}
+
+TEST(BigCacheGrowth, TheLimitNeverPassesCacheMax) {
+  RecAlloc a(CacheOptions(4 * kBlock2M, 256 * kKiB, 6 * kBlock2M));
+  EXPECT_EQ(a->stats().cache_max, 6 * kBlock2M);
+  for (int round = 1; round <= 4; ++round) {
+    const uint64_t maps = ChurnRound(a, 10);
+    const StatsSnapshot s = a->stats();
+    EXPECT_LE(s.cache_limit, 6 * kBlock2M) << "round " << round;
+    EXPECT_LE(s.cache_bytes, s.cache_limit) << "round " << round;
+    if (round >= 3) {
+      EXPECT_EQ(maps, 4u) << "six cached blocks serve six of ten, round " << round;
+    }
+  }
+  EXPECT_EQ(a->stats().cache_limit, 6 * kBlock2M);
+  EXPECT_AUDIT_OK(a);
+}
+
+TEST(BigCacheGrowth, CacheMaxAtOrBelowTheCapMeansNoGrowth) {
+  RecAlloc a(CacheOptions(4 * kBlock2M, 256 * kKiB, kMiB));
+  EXPECT_EQ(a->stats().cache_max, 4 * kBlock2M) << "max is at least the cap";
+  for (int round = 1; round <= 3; ++round) EXPECT_EQ(ChurnRound(a, 10), round == 1 ? 10u : 6u) << round;
+  EXPECT_EQ(a->stats().cache_grows, 0u);
+  EXPECT_EQ(a->stats().cache_limit, 4 * kBlock2M);
+}
+
+TEST(BigCacheGrowth, AMissLongAfterTheEvictionIsNoRegret) {
+  Options o = CacheOptions(4 * kBlock2M, 256 * kKiB, 64 * kMiB);
+  o.set(Opt::kDecayMs, 1000);
+  RecAlloc a(o);
+  a->pal().stop_clock();
+  EXPECT_EQ(ChurnRound(a, 10), 10u);
+  a->pal().advance_clock(1001 * 1000000ull);  // the six evictions are now older than the window
+  EXPECT_EQ(ChurnRound(a, 10), 6u);
+  EXPECT_EQ(a->stats().cache_grows, 0u);
+  EXPECT_EQ(a->stats().cache_limit, 4 * kBlock2M);
+  // These six evictions are fresh: the next round grows.
+  EXPECT_EQ(ChurnRound(a, 10), 6u);
+  EXPECT_EQ(a->stats().cache_grows, 6u);
+  EXPECT_AUDIT_OK(a);
+}
+
+TEST(BigCacheGrowth, DecayGivesBackWhatStayedCachedAWholeWindow) {
+  Options o = CacheOptions(4 * kBlock2M, 256 * kKiB, 64 * kMiB);
+  o.set(Opt::kDecayMs, 1000);
+  RecAlloc a(o);
+  a->pal().stop_clock();
+  ChurnRound(a, 10);
+  ChurnRound(a, 10);
+  ASSERT_EQ(a->stats().cache_blocks, 10u);
+  const uint64_t grown = a->stats().cache_limit;
+  ASSERT_GT(grown, 4 * kBlock2M);
+  // Rounds that take every block keep the low-water mark at zero: windows pass with no decay.
+  for (int round = 0; round < 3; ++round) {
+    a->pal().advance_clock(1500 * 1000000ull);
+    EXPECT_EQ(ChurnRound(a, 10), 0u) << round;
+  }
+  EXPECT_EQ(a->stats().cache_shrinks, 0u);
+  EXPECT_EQ(a->stats().cache_limit, grown);
+  // The program stops taking blocks. The window the last round's first free began held that one
+  // block throughout, so the next put after it gives back one block's worth; in the window that
+  // put begins all ten sit unused, and at the put after it the limit falls back to the cap.
+  const uint64_t evictions = a->stats().cache_evictions;
+  void* extra = a->alloc(kMiB, kSiteA);  // another class: a miss with no regret
+  a->pal().advance_clock(1500 * 1000000ull);
+  ASSERT_EQ(a->free(extra, kSiteA), Verdict::kOk);
+  EXPECT_EQ(a->stats().cache_shrinks, 1u);
+  EXPECT_EQ(a->stats().cache_limit, grown - kBlock2M) << "only the block that began the window sat there throughout";
+  extra = a->alloc(512 * kKiB, kSiteA);
+  a->pal().advance_clock(1500 * 1000000ull);
+  ASSERT_EQ(a->free(extra, kSiteA), Verdict::kOk);
+  const StatsSnapshot s = a->stats();
+  EXPECT_EQ(s.cache_shrinks, 2u);
+  EXPECT_EQ(s.cache_limit, 4 * kBlock2M) << "all the growth sat unused for a window";
+  EXPECT_LE(s.cache_bytes, s.cache_limit);
+  EXPECT_GE(s.cache_evictions - evictions, 7u) << "the excess went to the releaser (I9): of twelve blocks, the 8 MiB limit keeps five";
+  EXPECT_EQ(s.release_blocks, s.cache_evictions + s.cache_bypass);
   EXPECT_AUDIT_OK(a);
 }
 

@@ -1,4 +1,4 @@
-// BigCache: warm large blocks kept per (site bucket, size class) under a global byte cap.
+// BigCache: warm large blocks kept per (site bucket, size class) under a byte limit that grows on regret.
 #pragma once
 
 #include <atomic>
@@ -18,26 +18,49 @@ struct CacheCounters {
   std::atomic<uint64_t> misses{0};
   std::atomic<uint64_t> puts{0};
   std::atomic<uint64_t> evictions{0};  ///< blocks handed to the releaser (ring full or cap)
-  std::atomic<uint64_t> bypass{0};     ///< frees not cached (cache off, uncached class, over the cap)
+  std::atomic<uint64_t> bypass{0};     ///< frees not cached (cache off, uncached class, over the limit)
+  std::atomic<uint64_t> grows{0};      ///< misses that raised the limit (a block of their class was evicted lately)
+  std::atomic<uint64_t> shrinks{0};    ///< decay windows that lowered the limit (bytes cached and unused throughout)
 };
 
 /**
  * Keeps freed Map blocks for warm reuse with no syscall. Each (site bucket,
- * class) has a ring of at most kRingSlots blocks; all cached blocks are also on
- * a global recency list so the byte cap evicts the coldest first. A hit takes
- * the newest block of the caller's bucket, or of any bucket for that class, and
- * is checked requested <= usable (the seed had a size-check bug here). Evicted
+ * class) has a ring (newest first); all cached blocks are also on a global
+ * recency list, so the byte limit evicts the coldest first. A hit takes the
+ * newest block of the caller's bucket, or of any bucket for that class, and is
+ * checked requested <= usable (the seed had a size-check bug here). Evicted
  * blocks go to the releaser, never to the OS (I9).
+ *
+ * The limit starts at the `cache` cap and grows on regret: a miss of a class
+ * whose blocks the limit evicted within the last decay window raises it by one
+ * block of that class, up to `cache_max`. A program that frees and reallocates
+ * a working set larger than the cap (seed_scenarios churn: 100 x 2 MiB) thus
+ * stops mapping and faulting it anew each round after the second. The growth is
+ * given back by decay: at the first put after each decay window, the limit
+ * drops by the fewest bytes the cache held during that window (blocks nobody
+ * took the whole time), never below the cap. Clock reads happen only on that
+ * check, on evictions by the limit and on misses of a class with regrets, never
+ * on a hit.
  */
 template <class Pal>
 class BigCache {
  public:
   static constexpr size_t kBuckets = 64;
-  static constexpr size_t kRingSlots = 4;
 
-  void init(BatchReleaser<Pal>* releaser, uint64_t cap_bytes) {
+  /**
+   * `cap_bytes`: the limit at start and its floor (0 disables the cache);
+   * `max_bytes`: the most regret may raise it to (at least the cap);
+   * `decay_ns`: the window for regrets and for the decay (0: regrets never
+   * expire and the limit never decays).
+   */
+  void init(Pal* pal, BatchReleaser<Pal>* releaser, uint64_t cap_bytes, uint64_t max_bytes, uint64_t decay_ns) {
+    pal_ = pal;
     releaser_ = releaser;
     cap_ = cap_bytes;
+    max_ = cap_bytes == 0 ? 0 : (max_bytes > cap_bytes ? max_bytes : cap_bytes);
+    decay_ns_ = decay_ns;
+    limit_ = cap_;
+    publish_limit();
   }
 
   static uint32_t bucket_of(uintptr_t site) { return static_cast<uint32_t>(mix64(site) % kBuckets); }
@@ -50,22 +73,22 @@ class BigCache {
   MapBlock* take(uintptr_t site, uint32_t cls, uint64_t need, uint64_t offset) {
     if (cls == LargeClasses::kUncached) return nullptr;
     LockGuard g(lock_);
-    if (class_count_[cls] == 0) {
-      counters_.misses.fetch_add(1, std::memory_order_relaxed);
-      return nullptr;
-    }
-    const uint32_t home = bucket_of(site);
-    for (size_t i = 0; i < kBuckets; ++i) {
-      Ring& r = rings_[(home + i) % kBuckets][cls];
-      for (MapBlock* mb = r.head; mb != nullptr; mb = mb->ring_next) {
-        if (mb->capacity_at(offset) >= need) {
-          unlink(mb);
-          counters_.hits.fetch_add(1, std::memory_order_relaxed);
-          return mb;
+    if (class_count_[cls] != 0) {
+      const uint32_t home = bucket_of(site);
+      for (size_t i = 0; i < kBuckets; ++i) {
+        Ring& r = rings_[(home + i) % kBuckets][cls];
+        for (MapBlock* mb = r.head; mb != nullptr; mb = mb->ring_next) {
+          if (mb->capacity_at(offset) >= need) {
+            unlink(mb);
+            if (bytes_ < low_water_) low_water_ = bytes_;
+            counters_.hits.fetch_add(1, std::memory_order_relaxed);
+            return mb;
+          }
         }
       }
     }
     counters_.misses.fetch_add(1, std::memory_order_relaxed);
+    if (regrets_[cls].count != 0) regret(cls);
     return nullptr;
   }
 
@@ -75,32 +98,31 @@ class BigCache {
    */
   void put(MapBlock* mb, uintptr_t site) {
     counters_.puts.fetch_add(1, std::memory_order_relaxed);
-    if (cap_ == 0 || mb->cls == LargeClasses::kUncached || mb->length > cap_) {
-      counters_.bypass.fetch_add(1, std::memory_order_relaxed);
-      releaser_->add(mb);
-      return;
-    }
     MapBlock* evicted[kEvictBatch];
     size_t n = 0;
     {
       LockGuard g(lock_);
-      mb->bucket = bucket_of(site);
-      mb->state = State::kCached;
-      link(mb);
-      Ring& r = rings_[mb->bucket][mb->cls];
-      if (r.count > kRingSlots) {
-        MapBlock* victim = r.tail;
-        unlink(victim);
-        evicted[n++] = victim;
+      if (mb->cls != LargeClasses::kUncached && mb->length <= limit_) {
+        mb->bucket = bucket_of(site);
+        mb->state = State::kCached;
+        link(mb);
+        if (limit_ > cap_ && decay_ns_ != 0) decay();
+        n = evict_over_limit(evicted, kEvictBatch);
+        mb = nullptr;
       }
-      n += evict_over_cap(evicted + n, kEvictBatch - n);
+    }
+    if (mb != nullptr) {  // cache off, an uncached class, or larger than the whole limit
+      counters_.bypass.fetch_add(1, std::memory_order_relaxed);
+      releaser_->add(mb);
+      return;
     }
     // Hand over outside the cache lock: the releaser may flush (syscalls).
     for (;;) {
       counters_.evictions.fetch_add(n, std::memory_order_relaxed);
       for (size_t i = 0; i < n; ++i) releaser_->add(evicted[i]);
+      if (n < kEvictBatch) return;
       LockGuard g(lock_);  // one put of a big block may push out many small ones
-      n = evict_over_cap(evicted, kEvictBatch);
+      n = evict_over_limit(evicted, kEvictBatch);
       if (n == 0) return;
     }
   }
@@ -127,6 +149,9 @@ class BigCache {
   uint64_t bytes() const { return bytes_atomic_.load(std::memory_order_relaxed); }
   uint64_t blocks() const { return blocks_atomic_.load(std::memory_order_relaxed); }
   uint64_t cap() const { return cap_; }
+  uint64_t max() const { return max_; }
+  /// The byte limit in force: the cap, plus what regret added and decay has not yet taken back.
+  uint64_t limit() const { return limit_atomic_.load(std::memory_order_relaxed); }
   const CacheCounters& counters() const { return counters_; }
 
   /// TestOnly: calls fn(MapBlock*) for every cached block. Caller guarantees quiescence.
@@ -141,15 +166,65 @@ class BigCache {
  private:
   static constexpr size_t kEvictBatch = 64;
 
-  /// Unlinks the coldest blocks while over the cap, at most `room`; caller holds the lock.
-  size_t evict_over_cap(MapBlock** out, size_t room) {
+  /// A class's evictions by the limit: how many, and when the latest happened.
+  struct Regrets {
+    uint32_t count = 0;
+    uint64_t at_ns = 0;
+  };
+
+  /// Unlinks the coldest blocks while over the limit, at most `room`, noting each as a regret of
+  /// its class; caller holds the lock.
+  size_t evict_over_limit(MapBlock** out, size_t room) {
     size_t n = 0;
-    while (bytes_ > cap_ && lru_tail_ != nullptr && n < room) {
+    uint64_t now = 0;
+    while (bytes_ > limit_ && lru_tail_ != nullptr && n < room) {
       MapBlock* victim = lru_tail_;
       unlink(victim);
       out[n++] = victim;
+      if (limit_ < max_) {
+        if (now == 0) now = pal_->now_ns();
+        Regrets& r = regrets_[victim->cls];
+        if (decay_ns_ != 0 && now - r.at_ns > decay_ns_) r.count = 0;  // the older ones have expired
+        if (r.count < kMaxRegrets) ++r.count;
+        r.at_ns = now;
+      }
     }
+    if (bytes_ < low_water_) low_water_ = bytes_;
     return n;
+  }
+
+  /// A miss of class `cls` with regrets: within the window, the limit grows by one block of the class.
+  void regret(uint32_t cls) {
+    Regrets& r = regrets_[cls];
+    const uint64_t now = pal_->now_ns();
+    if (decay_ns_ != 0 && now - r.at_ns > decay_ns_) {
+      r.count = 0;
+      return;
+    }
+    --r.count;
+    const uint64_t block = LargeClasses::usable(cls) + kHeaderSize + Pal::kPageSize;
+    if (limit_ >= max_) return;
+    if (limit_ == cap_) {  // growing from the cap: the decay window starts now
+      window_ns_ = now;
+      low_water_ = bytes_;
+    }
+    limit_ = max_ - limit_ < block ? max_ : limit_ + block;
+    publish_limit();
+    counters_.grows.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// At the end of each decay window, the limit gives back what stayed cached throughout.
+  void decay() {
+    const uint64_t now = pal_->now_ns();
+    if (now - window_ns_ < decay_ns_) return;
+    const uint64_t unused = low_water_ < limit_ - cap_ ? low_water_ : limit_ - cap_;
+    if (unused != 0) {
+      limit_ -= unused;
+      publish_limit();
+      counters_.shrinks.fetch_add(1, std::memory_order_relaxed);
+    }
+    window_ns_ = now;
+    low_water_ = bytes_;
   }
 
   struct Ring {
@@ -200,9 +275,19 @@ class BigCache {
     bytes_atomic_.store(bytes_, std::memory_order_relaxed);
     blocks_atomic_.store(blocks_, std::memory_order_relaxed);
   }
+  void publish_limit() { limit_atomic_.store(limit_, std::memory_order_relaxed); }
 
+  static constexpr uint32_t kMaxRegrets = 1u << 20;
+
+  Pal* pal_ = nullptr;
   BatchReleaser<Pal>* releaser_ = nullptr;
   uint64_t cap_ = 0;
+  uint64_t max_ = 0;
+  uint64_t decay_ns_ = 0;
+  uint64_t limit_ = 0;       ///< cap_ <= limit_ <= max_
+  uint64_t window_ns_ = 0;   ///< when the current decay window began
+  uint64_t low_water_ = 0;   ///< fewest bytes cached since then
+  Regrets regrets_[LargeClasses::kCount] = {};
   SpinLock lock_;
   Ring rings_[kBuckets][LargeClasses::kCount] = {};
   uint32_t class_count_[LargeClasses::kCount] = {};
@@ -212,6 +297,7 @@ class BigCache {
   uint64_t blocks_ = 0;
   std::atomic<uint64_t> bytes_atomic_{0};
   std::atomic<uint64_t> blocks_atomic_{0};
+  std::atomic<uint64_t> limit_atomic_{0};
   CacheCounters counters_;
 };
 

@@ -27,10 +27,13 @@ enum class OptionKind : uint8_t {
     "mmap threshold in fixed mode: requests of at least this size get their own mapping")          \
   X(kCache, "cache", kSize, 64 * 1024 * 1024, 0, uint64_t{1} << 40, "",                              \
     "BigCache byte cap for warm large blocks; 0 disables the cache")                                \
+  X(kCacheMax, "cache_max", kSize, uint64_t{1} << 30, 0, uint64_t{1} << 40, "",                      \
+    "BigCache may grow past 'cache' to this when it evicts blocks the program then asks for again") \
   X(kBatch, "batch", kSize, 8 * 1024 * 1024, 0, uint64_t{1} << 40, "",                               \
     "BatchReleaser flushes when this many bytes are pending; 0 releases every block at once")      \
   X(kDecayMs, "decay_ms", kUint, 1000, 0, 3600 * 1000, "",                                           \
-    "pending ranges older than this are flushed on the next release (0 = no decay tick)")          \
+    "pending ranges older than this are flushed on the next release, and BigCache's growth past "  \
+    "'cache' decays per window of this length (0 = neither)")                                      \
   X(kStats, "stats", kEnum, 0, 0, 2, "0|1|json", "print statistics at exit: 0 none, 1 table, json") \
   X(kOnError, "on_error", kEnum, 0, 0, 1, "abort|report",                                            \
     "after reporting a misuse: abort, or report and continue (the block is leaked, never reused)") \

@@ -416,6 +416,10 @@ class Allocator {
     s.cache_bytes = cache_.bytes();
     s.cache_blocks = cache_.blocks();
     s.cache_cap = cache_.cap();
+    s.cache_limit = cache_.limit();
+    s.cache_max = cache_.max();
+    s.cache_grows = cc.grows.load();
+    s.cache_shrinks = cc.shrinks.load();
     const ReleaseCounters& rc = releaser_.counters();
     s.release_blocks = rc.blocks.load();
     s.release_bytes = rc.bytes.load();
@@ -542,7 +546,10 @@ class Allocator {
       }
     });
     if (r.cached != cache_.bytes()) audit_fail(r, "I7 cache bytes != walk", cache_.bytes(), r.cached);
-    if (cache_.cap() != 0 && r.cached > cache_.cap()) audit_fail(r, "BigCache over its cap", r.cached, cache_.cap());
+    if (r.cached > cache_.limit()) audit_fail(r, "BigCache over its limit", r.cached, cache_.limit());
+    if (cache_.limit() < cache_.cap() || cache_.limit() > cache_.max()) {
+      audit_fail(r, "BigCache limit outside [cap, max]", cache_.limit(), cache_.max());
+    }
     releaser_.for_each_pending([&](uintptr_t base, size_t len, MapBlock* mb) {
       r.pending += len;
       if (mb == nullptr) return;
@@ -845,7 +852,8 @@ class Allocator {
     zero_.init(&pal_, &mapped_, give_back);
     releaser_.init(&pal_, &registry_, &map_, &codec_, &mapped_, opts_.get(Opt::kBatch),
                    opts_.get(Opt::kDecayMs) * 1000000ull);
-    cache_.init(&releaser_, opts_.get(Opt::kCache));
+    cache_.init(&pal_, &releaser_, opts_.get(Opt::kCache), opts_.get(Opt::kCacheMax),
+                opts_.get(Opt::kDecayMs) * 1000000ull);
     selector_.init_fixed(opts_.get(Opt::kThreshold));
     learning_ = opts_.get(Opt::kMode) == kModeLearn;
     if (learning_) {

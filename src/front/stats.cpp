@@ -30,8 +30,9 @@ void print_stats_table(const StatsSnapshot& s, WriteFn fn, void* arg) {
   const uint64_t hr = percent_x10(s.cache_hits, lookups);
   o.str("  bigcache  hits ").dec(s.cache_hits).str(", misses ").dec(s.cache_misses).str(", hit rate ");
   o.dec(hr / 10).ch('.').dec(hr % 10).str("%, held ").dec(s.cache_blocks).str(" blocks / ").size(s.cache_bytes);
-  o.str(" (cap ").size(s.cache_cap).str("), evictions ").dec(s.cache_evictions).str(", bypassed ");
-  o.dec(s.cache_bypass).ch('\n');
+  o.str(" (limit ").size(s.cache_limit).str(": cap ").size(s.cache_cap).str(", max ").size(s.cache_max);
+  o.str(", grown ").dec(s.cache_grows).str("x, shrunk ").dec(s.cache_shrinks).str("x), evictions ");
+  o.dec(s.cache_evictions).str(", bypassed ").dec(s.cache_bypass).ch('\n');
   o.str("  release   blocks ").dec(s.release_blocks).str(", ").size(s.release_bytes).str(", flushes ");
   o.dec(s.release_flushes).str(", munmap calls ").dec(s.unmap_calls).str(", syscalls saved ");
   o.dec(s.syscalls_saved).str(", pending ").size(s.pending_bytes).str(" (batch ").size(s.batch_bytes).str(")\n");
@@ -109,7 +110,11 @@ void print_stats_json(const StatsSnapshot& s, WriteFn fn, void* arg) {
   kv("bypassed", s.cache_bypass);
   kv("blocks", s.cache_blocks);
   kv("bytes", s.cache_bytes);
-  kv("cap", s.cache_cap, true);
+  kv("cap", s.cache_cap);
+  kv("limit", s.cache_limit);
+  kv("max", s.cache_max);
+  kv("grows", s.cache_grows);
+  kv("shrinks", s.cache_shrinks, true);
   o.str("},\"release\":{");
   kv("blocks", s.release_blocks);
   kv("bytes", s.release_bytes);

@@ -22,7 +22,8 @@ struct StatsSnapshot {
   uint64_t map_allocs = 0, map_frees = 0, map_live_bytes = 0;
   // BigCache
   uint64_t cache_hits = 0, cache_misses = 0, cache_puts = 0, cache_evictions = 0, cache_bypass = 0;
-  uint64_t cache_bytes = 0, cache_blocks = 0, cache_cap = 0;
+  uint64_t cache_bytes = 0, cache_blocks = 0, cache_cap = 0, cache_limit = 0, cache_max = 0;
+  uint64_t cache_grows = 0, cache_shrinks = 0;
   // BatchReleaser
   uint64_t release_blocks = 0, release_bytes = 0, release_flushes = 0, unmap_calls = 0, syscalls_saved = 0;
   uint64_t pending_bytes = 0, batch_bytes = 0;

@@ -55,6 +55,19 @@ class RecordingPal : public Base {
     return ok;
   }
 
+  /// The platform's clock (or, once stop_clock() is called, a clock that stands still) plus every
+  /// advance_clock() so far: decay tests move time without sleeping.
+  uint64_t now_ns() const {
+    const uint64_t base = stopped_ ? 0 : Base::now_ns();
+    return base + skew_ns_.load(std::memory_order_relaxed);
+  }
+  void advance_clock(uint64_t ns) { skew_ns_.fetch_add(ns, std::memory_order_relaxed); }
+  /// From now on only advance_clock() moves the clock (set before any thread uses the platform).
+  void stop_clock() {
+    skew_ns_.store(now_ns());
+    stopped_ = true;
+  }
+
   uint64_t calls(PalOp op, Layer layer) const { return count_[idx(op, layer)].load(); }
   uint64_t bytes(PalOp op, Layer layer) const { return bytes_[idx(op, layer)].load(); }
   uint64_t calls(PalOp op) const {
@@ -149,6 +162,8 @@ class RecordingPal : public Base {
   std::atomic<uint64_t> count_[kSlots]{};
   std::atomic<uint64_t> bytes_[kSlots]{};
   SpinLock lock_;
+  std::atomic<uint64_t> skew_ns_{0};
+  bool stopped_ = false;
   std::atomic<uint64_t> next_{0};
   PalRecord log_[kLogSize]{};
 };
