@@ -126,9 +126,11 @@ struct SiteSpec {
 
 constexpr size_t KiB = 1024, MiB = 1024 * KiB;
 
-/// (A) Non-default-best. Every block is at least 512 KiB, so the default threshold (256 KiB) maps each one (Map +
-/// BigCache). The live set is ~60 MiB over 12 large classes; BigCache's rings (4 blocks per site bucket and class)
-/// and 64 MiB cap miss about 6% of requests, and each miss maps, faults in and later releases a 0.5-4 MiB block.
+/// (A) Non-default-best when BigCache is held at its cap (cache_max=64m, as ci/bench-learn runs A in both modes).
+/// Every block is at least 512 KiB, so the default threshold (256 KiB) maps each one (Map + BigCache). The live
+/// set is ~60 MiB over 12 large classes; a 64 MiB cache misses a few percent of requests, and each miss maps, faults
+/// in and later releases a 0.5-4 MiB block. (The table below was measured when BigCache also kept at most 4 blocks
+/// per site bucket and class; with the cache free to grow, the default serves A about 5x faster.)
 /// Thresholds above the sizes serve them from Pool spans, whose freed blocks keep their pages. Measured with
 /// `ci/bench-learn --sweep` (fixed thresholds, 3,000 cycles, medians of 2 runs, 2 shared cores):
 ///   threshold          ns/cycle median   mean     faults/cycle  peak RSS  Map share
