@@ -12,12 +12,13 @@
 
 namespace hakmem {
 
-/// BigCache counters.
+/// BigCache counters. Written under the cache lock (one writer at a time: a load and a store,
+/// no locked read-modify-write on the large path), read by stats at any time.
 struct CacheCounters {
   std::atomic<uint64_t> hits{0};
   std::atomic<uint64_t> misses{0};
   std::atomic<uint64_t> puts{0};
-  std::atomic<uint64_t> evictions{0};  ///< blocks handed to the releaser (ring full or cap)
+  std::atomic<uint64_t> evictions{0};  ///< blocks handed to the releaser (over the limit, or a flush)
   std::atomic<uint64_t> bypass{0};     ///< frees not cached (cache off, uncached class, over the limit)
   std::atomic<uint64_t> grows{0};      ///< misses that raised the limit (a block of their class was evicted lately)
   std::atomic<uint64_t> shrinks{0};    ///< decay windows that lowered the limit (bytes cached and unused throughout)
@@ -81,13 +82,13 @@ class BigCache {
           if (mb->capacity_at(offset) >= need) {
             unlink(mb);
             if (bytes_ < low_water_) low_water_ = bytes_;
-            counters_.hits.fetch_add(1, std::memory_order_relaxed);
+            bump(counters_.hits);
             return mb;
           }
         }
       }
     }
-    counters_.misses.fetch_add(1, std::memory_order_relaxed);
+    bump(counters_.misses);
     if (regrets_[cls].count != 0) regret(cls);
     return nullptr;
   }
@@ -97,11 +98,11 @@ class BigCache {
    * of its ring, and the coldest overall past the cap, to the releaser.
    */
   void put(MapBlock* mb, uintptr_t site) {
-    counters_.puts.fetch_add(1, std::memory_order_relaxed);
     MapBlock* evicted[kEvictBatch];
     size_t n = 0;
     {
       LockGuard g(lock_);
+      bump(counters_.puts);
       if (mb->cls != LargeClasses::kUncached && mb->length <= limit_) {
         mb->bucket = bucket_of(site);
         mb->state = State::kCached;
@@ -109,16 +110,16 @@ class BigCache {
         if (limit_ > cap_ && decay_ns_ != 0) decay();
         n = evict_over_limit(evicted, kEvictBatch);
         mb = nullptr;
+      } else {
+        bump(counters_.bypass);
       }
     }
     if (mb != nullptr) {  // cache off, an uncached class, or larger than the whole limit
-      counters_.bypass.fetch_add(1, std::memory_order_relaxed);
       releaser_->add(mb);
       return;
     }
     // Hand over outside the cache lock: the releaser may flush (syscalls).
     for (;;) {
-      counters_.evictions.fetch_add(n, std::memory_order_relaxed);
       for (size_t i = 0; i < n; ++i) releaser_->add(evicted[i]);
       if (n < kEvictBatch) return;
       LockGuard g(lock_);  // one put of a big block may push out many small ones
@@ -139,9 +140,9 @@ class BigCache {
           unlink(victim);
           batch[n++] = victim;
         }
+        bump(counters_.evictions, n);
       }
       if (n == 0) return;
-      counters_.evictions.fetch_add(n, std::memory_order_relaxed);
       for (size_t i = 0; i < n; ++i) releaser_->add(batch[i]);
     }
   }
@@ -181,6 +182,7 @@ class BigCache {
       MapBlock* victim = lru_tail_;
       unlink(victim);
       out[n++] = victim;
+      bump(counters_.evictions);
       if (limit_ < max_) {
         if (now == 0) now = pal_->now_ns();
         Regrets& r = regrets_[victim->cls];
@@ -210,7 +212,7 @@ class BigCache {
     }
     limit_ = max_ - limit_ < block ? max_ : limit_ + block;
     publish_limit();
-    counters_.grows.fetch_add(1, std::memory_order_relaxed);
+    bump(counters_.grows);
   }
 
   /// At the end of each decay window, the limit gives back what stayed cached throughout.
@@ -221,7 +223,7 @@ class BigCache {
     if (unused != 0) {
       limit_ -= unused;
       publish_limit();
-      counters_.shrinks.fetch_add(1, std::memory_order_relaxed);
+      bump(counters_.shrinks);
     }
     window_ns_ = now;
     low_water_ = bytes_;
@@ -276,6 +278,10 @@ class BigCache {
     blocks_atomic_.store(blocks_, std::memory_order_relaxed);
   }
   void publish_limit() { limit_atomic_.store(limit_, std::memory_order_relaxed); }
+  /// A counter bump under the lock, which orders every writer: no read-modify-write needed.
+  static void bump(std::atomic<uint64_t>& c, uint64_t d = 1) {
+    c.store(c.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
+  }
 
   static constexpr uint32_t kMaxRegrets = 1u << 20;
 

@@ -135,6 +135,22 @@ class Allocator {
 
   /// alloc() past its fast path: out of line, so the fast path needs no stack frame.
   [[gnu::noinline]] void* alloc_slow(size_t size, uintptr_t site, Origin origin) {
+    // Pool sizes from the smallest threshold up to the one in force (64 KiB up to 256 KiB by
+    // default), in fixed mode, when the class's head span has a free block: the strategy is
+    // read first (I3), then the same two loads as the fast path. Learn mode counts these
+    // sizes (alloc_impl), so it never comes here.
+    if (__builtin_expect(t_heap_.id == fast_id_ && !learning_ && size <= SizeClasses::kMaxUsable, 1)) {
+      const StrategySnapshot snap = selector_.snapshot();
+      if (size < snap.threshold) {
+        Heap* h = t_heap_.heap;
+        const size_t c = SizeClasses::class_of(size);
+        Span* s = h->partial[c].head;
+        if (FreeBlock* b = s != nullptr ? s->free : nullptr) {
+          s->free = b->next;
+          return hand_out_pool_block(h, c, reinterpret_cast<uintptr_t>(b) - kHeaderSize, size, site, origin, snap.id);
+        }
+      }
+    }
     bool fresh;
     return alloc_impl(size, kHeaderSize, site, origin, &fresh);
   }
@@ -151,11 +167,11 @@ class Allocator {
 
   /// Writes a plain Pool block's header (strategy in force, I3) and counts it.
   HAKMEM_ALWAYS_INLINE void* hand_out_pool_block(Heap* h, size_t c, uintptr_t block, size_t size, uintptr_t site,
-                                                 Origin origin) {
+                                                 Origin origin, int strategy = -1) {
     HeaderFields f;
     f.method = Method::kPool;
     f.origin = origin;
-    f.strategy = selector_.current_id();
+    f.strategy = strategy >= 0 ? static_cast<uint8_t>(strategy) : selector_.current_id();
     f.size = size;
     f.site = site & kSiteMask;
     codec_.encode(f, reinterpret_cast<void*>(block));
