@@ -34,6 +34,7 @@ struct Located {
   bool header_ok = false;  ///< h passed its checksum
   bool zero = false;       ///< paranoid: a zero-size block of the ZeroArena (no extent, no header)
   Header h{};              ///< the real header, when header_ok
+  uint32_t sum = 0;        ///< h's keyed sum at `header`, when header_ok (for an incremental re-seal)
 };
 
 /// The result of an audit of invariants that need a walk of the structures (TestOnly).
@@ -136,10 +137,13 @@ class Allocator {
   /// alloc() past its fast path: out of line, so the fast path needs no stack frame.
   [[gnu::noinline]] void* alloc_slow(size_t size, uintptr_t site, Origin origin) {
     // Pool sizes from the smallest threshold up to the one in force (64 KiB up to 256 KiB by
-    // default), in fixed mode, when the class's head span has a free block: the strategy is
-    // read first (I3), then the same two loads as the fast path. Learn mode counts these
-    // sizes (alloc_impl), so it never comes here.
-    if (__builtin_expect(t_heap_.id == fast_id_ && !learning_ && size <= SizeClasses::kMaxUsable, 1)) {
+    // default), when the class's head span has a free block: the strategy is read first (I3),
+    // then the same two loads as the fast path. In learn mode these are learner requests: an
+    // unsampled one costs its countdown step here, as in alloc_impl; the sampled one, whose
+    // countdown is 0, is timed and booked there.
+    if (__builtin_expect(t_heap_.id == fast_id_ && size <= SizeClasses::kMaxUsable &&
+                             (!learning_ || t_heap_.sample_countdown != 0),
+                         1)) {
       const StrategySnapshot snap = selector_.snapshot();
       if (size < snap.threshold) {
         Heap* h = t_heap_.heap;
@@ -147,6 +151,7 @@ class Allocator {
         Span* s = h->partial[c].head;
         if (FreeBlock* b = s != nullptr ? s->free : nullptr) {
           s->free = b->next;
+          if (learning_) --t_heap_.sample_countdown;  // (here size >= kMinThreshold: alloc() took the rest)
           return hand_out_pool_block(h, c, reinterpret_cast<uintptr_t>(b) - kHeaderSize, size, site, origin, snap.id);
         }
       }
@@ -1155,7 +1160,8 @@ class Allocator {
     at->block = block;
     at->header = block;
     Header h = HeaderCodec::load(reinterpret_cast<void*>(block));
-    if (__builtin_expect(!codec_.valid(h, block), 0)) {
+    uint32_t sum;
+    if (__builtin_expect(!codec_.valid(h, block, &sum), 0)) {
       at->verdict = Verdict::kCorrupted;
       return false;
     }
@@ -1168,12 +1174,13 @@ class Allocator {
       }
       at->header = block + off;
       h = HeaderCodec::load(reinterpret_cast<void*>(at->header));
-      if (!codec_.valid(h, at->header) || h.method() == Method::kForward) {
+      if (!codec_.valid(h, at->header, &sum) || h.method() == Method::kForward) {
         at->verdict = Verdict::kCorrupted;
         return false;
       }
     }
     at->h = h;
+    at->sum = sum;
     at->header_ok = true;
     return true;
   }
@@ -1213,7 +1220,7 @@ class Allocator {
     };
     if (at.extent->kind == ExtentKind::kPoolSpan) {
       auto* s = static_cast<Span*>(at.extent);
-      HeaderCodec::store(codec_.with_state(at.h, State::kFree, at.header), reinterpret_cast<void*>(at.header));
+      HeaderCodec::store(codec_.resealed(at.h, at.sum, State::kFree), reinterpret_cast<void*>(at.header));
 
       OwnedCounter& frees = (me != nullptr ? me->counters : orphan_).pool_frees[s->cls];
       if (me != nullptr) {
@@ -1231,7 +1238,7 @@ class Allocator {
     }
     const LargeOp guard(*this);
     auto* mb = static_cast<MapBlock*>(at.extent);
-    HeaderCodec::store(codec_.with_state(at.h, State::kCached, at.header), reinterpret_cast<void*>(at.header));
+    HeaderCodec::store(codec_.resealed(at.h, at.sum, State::kCached), reinterpret_cast<void*>(at.header));
     mb->state = State::kCached;
     count(&HeapCounters::map_frees, 1);
     count(&HeapCounters::map_live_bytes, -static_cast<int64_t>(mb->length));

@@ -16,7 +16,12 @@ extern Allocator<ProcessConfig> g_process;
 
 /// Frees p through the process allocator from an entry point: Allocator::free() in two halves,
 /// so that the entry point's caller (the free site, for reports) is read on the slow path only.
+/// free(NULL), common in real code, returns at once instead of failing a Registry lookup and
+/// calling the slow path.
 #define HAKMEM_PROCESS_FREE(p, origin)                                                                 \
   do {                                                                                                 \
-    if (!::hakmem::g_process.free_fast((p), (origin))) ::hakmem::g_process.free_checked((p), HAKMEM_CALLER, (origin)); \
+    void* const hakmem_p_ = (p);                                                                       \
+    if (hakmem_p_ != nullptr && !::hakmem::g_process.free_fast(hakmem_p_, (origin))) {               \
+      ::hakmem::g_process.free_checked(hakmem_p_, HAKMEM_CALLER, (origin));                            \
+    }                                                                                                  \
   } while (0)
