@@ -301,6 +301,35 @@ TEST(HeaderCodec, WithStateResealsForTheSameAddressOnly) {
   }
 }
 
+// The free paths re-seal a validated header from the keyed sum its validation computed
+// (resealed, sealed_free); each must give exactly the header a full recompute gives.
+TEST(HeaderCodec, IncrementalResealEqualsAFullRecompute) {
+  for (uint64_t secret : {uint64_t{1}, uint64_t{0x9e3779b97f4a7c15}, uint64_t{0xdeadbeefcafef00d}}) {
+    HeaderCodec codec;
+    codec.set_secret(secret);
+    for (const uintptr_t at : {uintptr_t{0x7f0000003000}, uintptr_t{0x7fffffffeff0}, uintptr_t{0x10}}) {
+      for (HeaderFields f : sample_fields()) {
+        for (State from : kStates) {
+          f.state = from;
+          const Header h = codec.pack(f, at);
+          uint32_t sum = 0;
+          ASSERT_TRUE(codec.valid(h, at, &sum));
+          for (State to : kStates) {
+            const Header want = codec.with_state(h, to, at);
+            const Header got = codec.resealed(h, sum, to);
+            EXPECT_EQ(got.lo, want.lo) << state_name(from) << " -> " << state_name(to) << " secret " << secret;
+            EXPECT_EQ(got.hi, want.hi);
+          }
+          if (from == State::kLive) {
+            const Header got = codec.sealed_free(h, sum);
+            EXPECT_EQ(got.lo, codec.with_state(h, State::kFree, at).lo) << "secret " << secret;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(HeaderCodec, LoadStoreAndAccessorsAgreeWithDecode) {
   const HeaderCodec codec = make_codec();
   Slots buf;

@@ -210,7 +210,8 @@ class HeaderCodec {
     return h;
   }
 
-  /// h with its state changed and its checksum recomputed for `at`; the free path's one re-seal.
+  /// h with its state changed and its checksum recomputed for `at` from scratch (the reference that
+  /// tests hold resealed() and sealed_free() to; the free paths re-seal incrementally).
   Header with_state(Header h, State s, uintptr_t at) const {
     h.lo = (h.lo & ~(uint64_t{0xffffffff} | uint64_t{3} << 34)) | uint64_t{static_cast<uint8_t>(s)} << 34;
     h.lo |= checksum(h, at);
