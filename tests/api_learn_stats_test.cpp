@@ -245,7 +245,7 @@ const bool kIsChild = [] {
 // leaderboard ranked best first with the row in force marked once, and the busy site on top.
 TEST(LearnStats, TableShowsLifecycleLeaderboardAndSites) {
   int status = 0;
-  const std::string err = run_child("mode=learn:stats=1:epoch_requests=200:learn_sample=1", &status);
+  const std::string err = run_child("mode=learn:stats=1:epoch_requests=200:learn_sample=1:early_end=0", &status);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << err;
   ASSERT_NE(err.find("hakmem stats"), std::string::npos) << err;
   const Workloads w = workloads_of(err);
@@ -323,7 +323,7 @@ TEST(LearnStats, TableShowsLifecycleLeaderboardAndSites) {
 // ratings and exactly one active entry, the strategy in force; "sites" lists the busy call site first.
 TEST(LearnStats, JsonHasLearnerLeaderboardAndSites) {
   int status = 0;
-  const std::string err = run_child("mode=learn:stats=json:epoch_requests=200:learn_sample=1", &status);
+  const std::string err = run_child("mode=learn:stats=json:epoch_requests=200:learn_sample=1:early_end=0", &status);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << err;
   const Workloads w = workloads_of(err);
   ASSERT_NE(w.busy, 0u) << err;
@@ -414,7 +414,10 @@ TEST(LearnStats, JsonHasLearnerLeaderboardAndSites) {
 // learn mode, it must be counted like every other: in its site's profile and in the epoch.
 TEST(LearnStats, FirstCallLargeRequestIsProfiled) {
   int status = 0;
-  const std::string err = run_child("mode=learn:stats=json:epoch_requests=200:learn_sample=1", &status, "cold");
+  // Epochs end by request count only: no early end (judged on measured time, which a sanitizer
+  // run or a busy machine skews) and no time limit, so 4000 requests are exactly 20 epochs.
+  const std::string err =
+      run_child("mode=learn:stats=json:epoch_requests=200:learn_sample=1:early_end=0:epoch_ms=3600000", &status, "cold");
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << err;
   std::smatch m;
   ASSERT_TRUE(std::regex_search(err, m,
