@@ -2,6 +2,7 @@
 // against a shadow model, over an eviction-heavy configuration and one whose maps fail on demand.
 #include <errno.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -60,7 +61,12 @@ class Driver {
  public:
   static constexpr bool kFailing = std::is_same_v<Config, RecordingConfig>;
 
-  Driver(Input& in, const Options& o) : in_(in), a_(o) { a_->set_report_sink(&hakmem_fuzz::ReportCapture::sink, &reports_); }
+  Driver(Input& in, const Options& o) : in_(in), a_(o) {
+    a_->set_report_sink(&hakmem_fuzz::ReportCapture::sink, &reports_);
+    const uint64_t cap = o.get(Opt::kCache), max = o.get(Opt::kCacheMax);
+    expected_cache_max_ = cap == 0 ? 0 : std::max(cap, max);
+    last_limit_ = cap;
+  }
 
   void run() {
     for (size_t op = 0; op < kMaxOps && !in_.empty(); ++op) {
@@ -266,16 +272,31 @@ class Driver {
     const uint64_t live = (s.pool_allocs - s.pool_frees) + (s.map_allocs - s.map_frees) + s.zero_live;
     FUZZ_CHECK(live == shadow_.count(), "stats count %llu live blocks, the model %zu", (unsigned long long)live,
                shadow_.count());
-    if (s.cache_cap != 0) {
-      FUZZ_CHECK(s.cache_bytes <= s.cache_cap, "BigCache holds %llu over its cap %llu",
-                 (unsigned long long)s.cache_bytes, (unsigned long long)s.cache_cap);
+    // BigCache: never over its limit; the limit within [cap, max], max as configured; the limit
+    // grows only on a miss (a regret), each growth counted.
+    FUZZ_CHECK(s.cache_bytes <= s.cache_limit, "BigCache holds %llu over its limit %llu",
+               (unsigned long long)s.cache_bytes, (unsigned long long)s.cache_limit);
+    FUZZ_CHECK(s.cache_cap <= s.cache_limit && s.cache_limit <= s.cache_max,
+               "BigCache limit %llu outside [cap %llu, max %llu]", (unsigned long long)s.cache_limit,
+               (unsigned long long)s.cache_cap, (unsigned long long)s.cache_max);
+    FUZZ_CHECK(s.cache_max == expected_cache_max_, "BigCache max %llu, configured %llu",
+               (unsigned long long)s.cache_max, (unsigned long long)expected_cache_max_);
+    if (s.cache_limit > last_limit_) {
+      FUZZ_CHECK(s.cache_misses > last_misses_ && s.cache_grows > last_grows_,
+                 "BigCache limit grew %llu -> %llu without a miss that regretted an eviction",
+                 (unsigned long long)last_limit_, (unsigned long long)s.cache_limit);
     }
+    last_limit_ = s.cache_limit;
+    last_misses_ = s.cache_misses;
+    last_grows_ = s.cache_grows;
     FUZZ_CHECK(s.cache_hits + s.cache_misses + s.cache_bypass >= s.map_allocs,
                "cache lookups (%llu) fewer than map allocations (%llu)",
                (unsigned long long)(s.cache_hits + s.cache_misses + s.cache_bypass), (unsigned long long)s.map_allocs);
   }
 
   Input& in_;
+  uint64_t expected_cache_max_ = 0;
+  uint64_t last_limit_ = 0, last_misses_ = 0, last_grows_ = 0;
   hakmem_fuzz::ReportCapture reports_;
   ScopedAllocator<Config> a_;
   Shadow shadow_;
@@ -290,6 +311,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   o.set(Opt::kOnError, kOnErrorReport);
   o.set(Opt::kThreshold, pick(in, kThresholds));
   o.set(Opt::kCache, pick(in, kCaches));
+  // Bits 2-3 of the configuration byte: how far BigCache may grow past its cap on regret.
+  const uint64_t cache = o.get(Opt::kCache);
+  const uint64_t cache_max[] = {uint64_t{1} << 30, cache, 4 * cache, uint64_t{16} << 20};
+  o.set(Opt::kCacheMax, cache_max[(config >> 2) & 3]);
   o.set(Opt::kBatch, pick(in, kBatches));
   o.set(Opt::kDecayMs, in.flag() ? 0 : 1);
   // Bit 1 of the configuration byte: paranoid mode (canaries, quarantine, protected freed
