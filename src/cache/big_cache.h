@@ -94,8 +94,8 @@ class BigCache {
   }
 
   /**
-   * Keeps a freed block (its header already says Cached), evicting the oldest
-   * of its ring, and the coldest overall past the cap, to the releaser.
+   * Keeps a freed block (its header already says Cached), evicting the coldest
+   * blocks of any ring to the releaser while the cache is over its limit.
    */
   void put(MapBlock* mb, uintptr_t site) {
     MapBlock* evicted[kEvictBatch];
