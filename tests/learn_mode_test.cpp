@@ -70,7 +70,8 @@ Options learn_options(uint64_t requests = kEpochRequests) {
   o.set(Opt::kMode, kModeLearn);
   o.set(Opt::kEpochRequests, requests);
   o.set(Opt::kLearnSample, 1);  // every request booked: these tests count exactly
-  o.set(Opt::kEpochMs, 3600000); // the maximum: only the request count ends an epoch
+  o.set(Opt::kEpochMs, 3600000); // the maximum: only the request count ends an epoch...
+  o.set(Opt::kEarlyEnd, 0);       // ...never measured time (LearnModeEarlyEnd tests early ends)
   return o;
 }
 

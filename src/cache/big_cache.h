@@ -81,7 +81,6 @@ class BigCache {
         for (MapBlock* mb = r.head; mb != nullptr; mb = mb->ring_next) {
           if (mb->capacity_at(offset) >= need) {
             unlink(mb);
-            if (bytes_ < low_water_) low_water_ = bytes_;
             bump(counters_.hits);
             return mb;
           }
@@ -191,7 +190,6 @@ class BigCache {
         r.at_ns = now;
       }
     }
-    if (bytes_ < low_water_) low_water_ = bytes_;
     return n;
   }
 
@@ -204,8 +202,8 @@ class BigCache {
       return;
     }
     --r.count;
-    const uint64_t block = LargeClasses::usable(cls) + kHeaderSize + Pal::kPageSize;
     if (limit_ >= max_) return;
+    const uint64_t block = LargeClasses::usable(cls) + kHeaderSize + Pal::kPageSize;
     if (limit_ == cap_) {  // growing from the cap: the decay window starts now
       window_ns_ = now;
       low_water_ = bytes_;
@@ -269,6 +267,7 @@ class BigCache {
     --class_count_[mb->cls];
     --blocks_;
     bytes_ -= mb->length;
+    if (bytes_ < low_water_) low_water_ = bytes_;
     publish();
   }
 
@@ -292,7 +291,7 @@ class BigCache {
   uint64_t decay_ns_ = 0;
   uint64_t limit_ = 0;       ///< cap_ <= limit_ <= max_
   uint64_t window_ns_ = 0;   ///< when the current decay window began
-  uint64_t low_water_ = 0;   ///< fewest bytes cached since then
+  uint64_t low_water_ = 0;   ///< fewest bytes cached since then (unlink() keeps it)
   Regrets regrets_[LargeClasses::kCount] = {};
   SpinLock lock_;
   Ring rings_[kBuckets][LargeClasses::kCount] = {};

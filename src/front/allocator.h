@@ -125,13 +125,21 @@ class Allocator {
     if (__builtin_expect(size < kMinThreshold && t_heap_.id == fast_id_, 1)) {
       Heap* h = t_heap_.heap;
       const size_t c = SizeClasses::class_of(size);
-      Span* s = h->partial[c].head;
-      FreeBlock* b = s != nullptr ? s->free : nullptr;
-      if (__builtin_expect(b == nullptr, 0)) return alloc_refill(h, c, size, site, origin);
-      s->free = b->next;
-      return hand_out_pool_block(h, c, reinterpret_cast<uintptr_t>(b) - kHeaderSize, size, site, origin);
+      const uintptr_t block = pop_head_block(h, c);
+      if (__builtin_expect(block == 0, 0)) return alloc_refill(h, c, size, site, origin);
+      return hand_out_pool_block(h, c, block, size, site, origin, selector_.current_id());
     }
     return alloc_slow(size, site, origin);
+  }
+
+  /// The first free block of class c's head span, taken off its list (the block start), or 0
+  /// when there is none: the two loads both short paths share.
+  static HAKMEM_ALWAYS_INLINE uintptr_t pop_head_block(Heap* h, size_t c) {
+    Span* s = h->partial[c].head;
+    FreeBlock* b = s != nullptr ? s->free : nullptr;
+    if (b == nullptr) return 0;
+    s->free = b->next;
+    return reinterpret_cast<uintptr_t>(b) - kHeaderSize;
   }
 
   /// alloc() past its fast path: out of line, so the fast path needs no stack frame.
@@ -141,18 +149,16 @@ class Allocator {
     // then the same two loads as the fast path. In learn mode these are learner requests: an
     // unsampled one costs its countdown step here, as in alloc_impl; the sampled one, whose
     // countdown is 0, is timed and booked there.
-    if (__builtin_expect(t_heap_.id == fast_id_ && size <= SizeClasses::kMaxUsable &&
-                             (!learning_ || t_heap_.sample_countdown != 0),
-                         1)) {
+    // Every threshold is at most kMaxThreshold, so a size below it has a Pool class.
+    static_assert(kMaxThreshold <= SizeClasses::kMaxUsable);
+    if (__builtin_expect(t_heap_.id == fast_id_ && (!learning_ || t_heap_.sample_countdown != 0), 1)) {
       const StrategySnapshot snap = selector_.snapshot();
       if (size < snap.threshold) {
         Heap* h = t_heap_.heap;
         const size_t c = SizeClasses::class_of(size);
-        Span* s = h->partial[c].head;
-        if (FreeBlock* b = s != nullptr ? s->free : nullptr) {
-          s->free = b->next;
+        if (const uintptr_t block = pop_head_block(h, c)) {
           if (learning_) --t_heap_.sample_countdown;  // (here size >= kMinThreshold: alloc() took the rest)
-          return hand_out_pool_block(h, c, reinterpret_cast<uintptr_t>(b) - kHeaderSize, size, site, origin, snap.id);
+          return hand_out_pool_block(h, c, block, size, site, origin, snap.id);
         }
       }
     }
@@ -167,16 +173,16 @@ class Allocator {
       errno = ENOMEM;
       return nullptr;
     }
-    return hand_out_pool_block(h, c, block, size, site, origin);
+    return hand_out_pool_block(h, c, block, size, site, origin, selector_.current_id());
   }
 
-  /// Writes a plain Pool block's header (strategy in force, I3) and counts it.
+  /// Writes a plain Pool block's header (the strategy in force, I3) and counts it.
   HAKMEM_ALWAYS_INLINE void* hand_out_pool_block(Heap* h, size_t c, uintptr_t block, size_t size, uintptr_t site,
-                                                 Origin origin, int strategy = -1) {
+                                                 Origin origin, uint8_t strategy) {
     HeaderFields f;
     f.method = Method::kPool;
     f.origin = origin;
-    f.strategy = strategy >= 0 ? static_cast<uint8_t>(strategy) : selector_.current_id();
+    f.strategy = strategy;
     f.size = size;
     f.site = site & kSiteMask;
     codec_.encode(f, reinterpret_cast<void*>(block));
