@@ -153,8 +153,14 @@ void BM_PoolPairMixed(benchmark::State& state) {
 }
 BENCHMARK(BM_PoolPairMixed);
 
+Options no_slot() {
+  Options o;
+  o.set(Opt::kLargeSlot, 0);  // every large free goes to BigCache
+  return o;
+}
+
 void BM_BigCacheHit(benchmark::State& state) {
-  Alloc a;
+  Alloc a(no_slot());
   constexpr size_t kSize = 1 << 20;  // 1 MiB: above the default threshold (256 KiB), so Map + BigCache
   a->free(a->alloc(kSize, 0x3000), 0x3000);  // warms the (site, class) ring
   const StatsSnapshot s0 = a->stats();
@@ -169,6 +175,23 @@ void BM_BigCacheHit(benchmark::State& state) {
   if (hits != static_cast<uint64_t>(state.iterations())) state.SkipWithError("not every allocation hit BigCache");
 }
 BENCHMARK(BM_BigCacheHit);
+
+void BM_LargeSlotHit(benchmark::State& state) {
+  Alloc a;  // the default large_slot (8 MiB)
+  constexpr size_t kSize = 1 << 20;
+  a->free(a->alloc(kSize, 0x3000), 0x3000);  // fills this thread's large slot
+  const StatsSnapshot s0 = a->stats();
+  for (auto _ : state) {
+    void* p = a->alloc(kSize, 0x3000);
+    benchmark::DoNotOptimize(p);
+    a->free(p, 0x3000);
+  }
+  const StatsSnapshot s1 = a->stats();
+  const uint64_t hits = s1.slot_hits - s0.slot_hits;
+  state.counters["hit_rate"] = static_cast<double>(hits) / static_cast<double>(state.iterations());
+  if (hits != static_cast<uint64_t>(state.iterations())) state.SkipWithError("not every allocation hit the large slot");
+}
+BENCHMARK(BM_LargeSlotHit);
 
 void BM_SelectorSnapshot(benchmark::State& state) {
   Alloc a;

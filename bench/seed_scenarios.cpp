@@ -38,8 +38,8 @@
 //                 flushes BigCache and the releaser, like hak_flush; glibc: trims), plus mi_collect(true)
 //                 (mimalloc), mallctl("arena.4096.purge") (jemalloc), MallocExtension_ReleaseFreeMemory()
 //                 (tcmalloc), mallopt(M_PURGE) (Scudo) where the library defines them
-//   hakmem only:  pool_allocs map_allocs cache_hits cache_misses cache_evictions release_blocks release_flushes
-//                 munmap_calls (read after the trim, so everything pending has been flushed) and learner state
+//   hakmem only:  pool_allocs map_allocs cache_hits (BigCache and large-slot hits) cache_misses cache_evictions
+//                 release_blocks release_flushes munmap_calls (read after the trim, so everything pending has been flushed) and learner state
 #include <dlfcn.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -211,7 +211,8 @@ HakmemCounters hakmem_counters() {
   h.pool_allocs = bench::json_u64(bench::json_object(j, "pool"), "allocs");
   h.map_allocs = bench::json_u64(bench::json_object(j, "map"), "allocs");
   const char* cache = bench::json_object(j, "bigcache");
-  h.cache_hits = bench::json_u64(cache, "hits");
+  // Warm reuses: BigCache hits plus hits of the thread's large slot in front of it.
+  h.cache_hits = bench::json_u64(cache, "hits") + bench::json_u64(bench::json_object(j, "map"), "slot_hits");
   h.cache_misses = bench::json_u64(cache, "misses");
   h.evictions = bench::json_u64(cache, "evictions");
   const char* rel = bench::json_object(j, "release");

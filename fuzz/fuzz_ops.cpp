@@ -65,6 +65,7 @@ class Driver {
     a_->set_report_sink(&hakmem_fuzz::ReportCapture::sink, &reports_);
     const uint64_t cap = o.get(Opt::kCache), max = o.get(Opt::kCacheMax);
     expected_cache_max_ = cap == 0 ? 0 : std::max(cap, max);
+    expected_slot_max_ = cap == 0 || o.get(Opt::kHardening) == kHardeningParanoid ? 0 : o.get(Opt::kLargeSlot);
     last_limit_ = cap;
   }
 
@@ -81,6 +82,7 @@ class Driver {
     const StatsSnapshot s = a_->stats();
     FUZZ_CHECK(s.pending_bytes == 0, "flush left %llu bytes pending (I10)", (unsigned long long)s.pending_bytes);
     FUZZ_CHECK(s.cache_bytes == 0, "flush left %llu bytes cached", (unsigned long long)s.cache_bytes);
+    FUZZ_CHECK(s.slot_bytes == 0, "flush left %llu bytes in the large slot", (unsigned long long)s.slot_bytes);
     FUZZ_CHECK(s.map_live_bytes == 0 && s.pool_live_bytes == 0, "live bytes after freeing all: map %llu pool %llu",
                (unsigned long long)s.map_live_bytes, (unsigned long long)s.pool_live_bytes);
     check_state();
@@ -219,6 +221,9 @@ class Driver {
         const StatsSnapshot s = a_->stats();
         FUZZ_CHECK(s.pending_bytes == 0, "flush left %llu bytes pending (I10)", (unsigned long long)s.pending_bytes);
         if (all) FUZZ_CHECK(s.cache_bytes == 0, "flush left %llu bytes cached", (unsigned long long)s.cache_bytes);
+        if (all) {
+          FUZZ_CHECK(s.slot_bytes == 0, "flush left %llu bytes in the large slot", (unsigned long long)s.slot_bytes);
+        }
         break;
       }
       case 7: {
@@ -289,13 +294,21 @@ class Driver {
     last_limit_ = s.cache_limit;
     last_misses_ = s.cache_misses;
     last_grows_ = s.cache_grows;
-    FUZZ_CHECK(s.cache_hits + s.cache_misses + s.cache_bypass >= s.map_allocs,
-               "cache lookups (%llu) fewer than map allocations (%llu)",
-               (unsigned long long)(s.cache_hits + s.cache_misses + s.cache_bypass), (unsigned long long)s.map_allocs);
+    FUZZ_CHECK(s.cache_hits + s.cache_misses + s.cache_bypass + s.slot_hits >= s.map_allocs,
+               "cache lookups and slot hits (%llu) fewer than map allocations (%llu)",
+               (unsigned long long)(s.cache_hits + s.cache_misses + s.cache_bypass + s.slot_hits),
+               (unsigned long long)s.map_allocs);
+    // The large slot (one thread here): at most one block, whose mapping is at most slot_max
+    // bytes; no slot in paranoid mode or without a cache.
+    FUZZ_CHECK(s.slot_bytes <= s.slot_max, "the large slot holds %llu bytes, more than its %llu",
+               (unsigned long long)s.slot_bytes, (unsigned long long)s.slot_max);
+    FUZZ_CHECK(s.slot_max == expected_slot_max_, "large slot max %llu, configured %llu",
+               (unsigned long long)s.slot_max, (unsigned long long)expected_slot_max_);
   }
 
   Input& in_;
   uint64_t expected_cache_max_ = 0;
+  uint64_t expected_slot_max_ = 0;
   uint64_t last_limit_ = 0, last_misses_ = 0, last_grows_ = 0;
   hakmem_fuzz::ReportCapture reports_;
   ScopedAllocator<Config> a_;
@@ -320,6 +333,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Bit 1 of the configuration byte: paranoid mode (canaries, quarantine, protected freed
   // large blocks, zero-size blocks), under the same shadow model.
   if ((config & 2) != 0) o.set(Opt::kHardening, kHardeningParanoid);
+  // Bits 4-5: the largest block a thread's large slot keeps (0: no slot; 8m is the default).
+  const uint64_t slot[] = {uint64_t{8} << 20, 0, uint64_t{256} << 10, uint64_t{1} << 30};
+  o.set(Opt::kLargeSlot, slot[(config >> 4) & 3]);
   if (config % 2 == 0) {
     Driver<TestConfig>(in, o).run();
   } else {

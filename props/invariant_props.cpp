@@ -220,7 +220,7 @@ HAKMEM_PROP(Invariants, I6_CachedNeverLivePendingNeither, ()) {
   const AuditResult r = h.a().audit();
   uint64_t total = 0;
   for (const auto& [b, len] : ranges) total += len;
-  RC_ASSERT(r.cached + r.pending == total);  // each freed block is in exactly one place
+  RC_ASSERT(r.cached + r.slots + r.pending == total);  // each freed block is in exactly one place
   RC_ASSERT(r.map_live == 0u);
   const uint64_t before_flush = h.pal().total_calls();
   h.flush();
@@ -239,7 +239,8 @@ HAKMEM_PROP(Invariants, I7_AccountingAfterEveryOp, ()) {
                                  *rc::gen::element<uint64_t>(0, 1 << 20, 8 << 20)));
   h.after_op = [](Harness& x) {
     const StatsSnapshot s = x.a().stats();
-    RC_ASSERT(s.mapped_bytes == s.pool_span_bytes + s.map_live_bytes + s.cache_bytes + s.pending_bytes + s.metadata_bytes);
+    RC_ASSERT(s.mapped_bytes ==
+              s.pool_span_bytes + s.map_live_bytes + s.cache_bytes + s.slot_bytes + s.pending_bytes + s.metadata_bytes);
     RC_ASSERT(s.mapped_bytes == x.pal().outstanding_bytes());
     const AuditResult r = x.a().audit();
     RC_ASSERT(r.pool_live + r.pool_free == r.pool_span_bytes);
@@ -380,7 +381,7 @@ HAKMEM_PROP(Invariants, I9_EvictionGoesToReleaser, ()) {
     h.free(p);
     const StatsSnapshot s = h.a().stats();
     RC_ASSERT(h.pal().calls(PalOp::kUnmap) == unmaps);           // nothing went to the OS
-    RC_ASSERT(s.cache_bytes + s.pending_bytes == freed);          // nothing dropped
+    RC_ASSERT(s.cache_bytes + s.slot_bytes + s.pending_bytes == freed);  // nothing dropped
     RC_ASSERT(s.release_blocks == s.cache_evictions + s.cache_bypass);  // the releaser got every evicted block
     RC_ASSERT(s.cache_bytes <= cache);
   }

@@ -287,6 +287,7 @@ Options ReleaseOptions(uint64_t batch, uint64_t decay_ms = 0, uint64_t cache = 0
   o.set(Opt::kCache, cache);
   o.set(Opt::kBatch, batch);
   o.set(Opt::kDecayMs, decay_ms);
+  o.set(Opt::kLargeSlot, 0);  // every freed Map block goes to BigCache or the releaser, as these tests count
   return o;
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "front/front.h"
@@ -29,6 +30,7 @@ Options CacheOptions(uint64_t cache = 64 * kMiB, uint64_t threshold = 256 * kKiB
   o.set(Opt::kCacheMax, cache_max);  // 0: never past the cap (the growth tests set it)
   o.set(Opt::kThreshold, threshold);
   o.set(Opt::kDecayMs, 0);  // no decay tick: flushes only on the threshold or flush()
+  o.set(Opt::kLargeSlot, 0);  // BigCache itself, with no large slot in front (LargeSlot.* tests the slot)
   return o;
 }
 
@@ -600,4 +602,136 @@ TEST(BigCache, AccountingHoldsThroughAMixedSequence) {
   a->flush();
   EXPECT_EQ(a->stats().cache_bytes + a->stats().pending_bytes, 0u);
   EXPECT_AUDIT_OK(a);
+}
+
+// ------------------------------------------------------------ the large slot in front of BigCache
+
+namespace {
+
+Options SlotOptions(uint64_t slot = 8 * kMiB) {
+  Options o = CacheOptions();
+  o.set(Opt::kLargeSlot, slot);
+  return o;
+}
+
+}  // namespace
+
+TEST(LargeSlot, AFreedBlockServesTheNextRequestOfItsClassWithNoCacheWork) {
+  RecAlloc a(SlotOptions());
+  void* p = a->alloc(1 * kMiB, kSiteA);
+  ASSERT_NE(p, nullptr);
+  memset(p, 1, 1 * kMiB);
+  const uint64_t length = a->registry_for_testing().lookup(reinterpret_cast<uintptr_t>(p))->length;
+  const uint64_t calls = a->pal().total_calls();
+  ASSERT_EQ(a->free(p, kSiteA), Verdict::kOk);
+  StatsSnapshot s = a->stats();
+  EXPECT_EQ(s.slot_bytes, length);
+  EXPECT_EQ(s.cache_puts, 0u) << "the slot, not BigCache, took the block";
+  EXPECT_EQ(s.map_live_bytes, 0u);
+  EXPECT_EQ(a->check(p), Verdict::kDoubleFree) << "a slot block is not live";
+  EXPECT_AUDIT_OK(a);  // I6 (Cached), I7 (mapped = ... + slots + ...)
+  const uint64_t lookups = s.cache_hits + s.cache_misses;  // the first allocation's miss
+  void* q = a->alloc(1 * kMiB - 100, kSiteA);  // the same class
+  EXPECT_EQ(q, p);
+  s = a->stats();
+  EXPECT_EQ(s.slot_hits, 1u);
+  EXPECT_EQ(s.slot_bytes, 0u);
+  EXPECT_EQ(s.cache_hits + s.cache_misses, lookups) << "a slot hit does not look in BigCache";
+  EXPECT_EQ(s.map_allocs, 2u);
+  EXPECT_EQ(a->pal().total_calls(), calls) << "free and reuse make no syscall";
+  const BlockInfo info = a->inspect(q);
+  EXPECT_EQ(info.verdict, Verdict::kOk);
+  EXPECT_EQ(info.fields.state, State::kLive);
+  EXPECT_EQ(info.fields.size, 1 * kMiB - 100);
+  memset(q, 2, 1 * kMiB - 100);
+  EXPECT_AUDIT_OK(a);
+  EXPECT_EQ(a->free(q, kSiteA), Verdict::kOk);
+  EXPECT_AUDIT_OK(a);
+}
+
+TEST(LargeSlot, AFullSlotOrAnotherClassLeavesTheWorkToBigCache) {
+  RecAlloc a(SlotOptions());
+  void* one = a->alloc(1 * kMiB, kSiteA);
+  void* two = a->alloc(2 * kMiB, kSiteA);
+  ASSERT_NE(one, nullptr);
+  ASSERT_NE(two, nullptr);
+  ASSERT_EQ(a->free(one, kSiteA), Verdict::kOk);  // the slot
+  ASSERT_EQ(a->free(two, kSiteA), Verdict::kOk);  // the slot is taken: BigCache
+  StatsSnapshot s = a->stats();
+  EXPECT_EQ(s.cache_blocks, 1u);
+  EXPECT_GT(s.slot_bytes, 0u);
+  EXPECT_AUDIT_OK(a);
+  EXPECT_EQ(a->alloc(2 * kMiB, kSiteA), two) << "the slot holds another class: a BigCache hit";
+  s = a->stats();
+  EXPECT_EQ(s.cache_hits, 1u);
+  EXPECT_EQ(s.slot_hits, 0u);
+  EXPECT_EQ(a->alloc(1 * kMiB, kSiteA), one);
+  EXPECT_EQ(a->stats().slot_hits, 1u);
+  EXPECT_EQ(a->free(one, kSiteA), Verdict::kOk);
+  EXPECT_EQ(a->free(two, kSiteA), Verdict::kOk);
+  EXPECT_AUDIT_OK(a);
+}
+
+TEST(LargeSlot, BlocksAboveItsSizeAlignedBlocksAndAZeroSlotSkipIt) {
+  {
+    RecAlloc a(SlotOptions(1 * kMiB));
+    void* big = a->alloc(2 * kMiB, kSiteA);  // its mapping exceeds 1 MiB
+    ASSERT_NE(big, nullptr);
+    EXPECT_EQ(a->free(big, kSiteA), Verdict::kOk);
+    EXPECT_EQ(a->stats().slot_bytes, 0u);
+    EXPECT_EQ(a->stats().cache_blocks, 1u);
+  }
+  {
+    RecAlloc a(SlotOptions());
+    void* aligned = a->aligned_alloc(4096, 512 * kKiB, kSiteA);  // a forward record at the block start
+    ASSERT_NE(aligned, nullptr);
+    EXPECT_EQ(a->free(aligned, kSiteA, Origin::kAligned), Verdict::kOk);
+    EXPECT_EQ(a->stats().slot_bytes, 0u);
+    EXPECT_EQ(a->stats().cache_blocks, 1u);
+    EXPECT_AUDIT_OK(a);
+  }
+  {
+    RecAlloc a(SlotOptions(0));
+    void* p = a->alloc(1 * kMiB, kSiteA);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(a->free(p, kSiteA), Verdict::kOk);
+    EXPECT_EQ(a->stats().slot_bytes, 0u);
+    EXPECT_EQ(a->stats().slot_max, 0u);
+    EXPECT_EQ(a->stats().cache_blocks, 1u);
+  }
+}
+
+TEST(LargeSlot, FlushReleasesTheCallersSlotBlock) {
+  RecAlloc a(SlotOptions());
+  void* p = a->alloc(1 * kMiB, kSiteA);
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(a->free(p, kSiteA), Verdict::kOk);
+  ASSERT_GT(a->stats().slot_bytes, 0u);
+  const uint64_t unmaps = Unmaps(a);
+  a->flush();
+  const StatsSnapshot s = a->stats();
+  EXPECT_EQ(s.slot_bytes, 0u);
+  EXPECT_EQ(s.cache_bytes + s.pending_bytes, 0u);
+  EXPECT_GT(Unmaps(a), unmaps) << "through BigCache to the releaser, which unmapped it (I1, I9)";
+  EXPECT_EQ(a->check(p), Verdict::kInvalidPointer);
+  EXPECT_AUDIT_OK(a);
+}
+
+TEST(LargeSlot, AThreadsSlotBlockGoesToBigCacheWhenItExits) {
+  RecAlloc a(SlotOptions());
+  std::thread t([&] {
+    void* p = a->alloc(1 * kMiB, kSiteA);
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(a->free(p, kSiteA), Verdict::kOk);
+    ASSERT_GT(a->stats().slot_bytes, 0u);
+  });
+  t.join();
+  const StatsSnapshot s = a->stats();
+  EXPECT_EQ(s.slot_bytes, 0u);
+  EXPECT_EQ(s.cache_blocks, 1u);
+  EXPECT_AUDIT_OK(a);
+  void* q = a->alloc(1 * kMiB, kSiteA);  // a BigCache hit in another thread
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(a->stats().cache_hits, 1u);
+  EXPECT_EQ(a->free(q, kSiteA), Verdict::kOk);
 }

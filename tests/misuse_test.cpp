@@ -184,6 +184,10 @@ TEST_F(MisuseTest, DoubleFreeOfPoolBlock) {
 
 TEST_F(MisuseTest, DoubleFreeOfMapBlockInBigCache) {
   const size_t n = 1 << 20;
+  void* other = a()->alloc(4 * n, kAllocSite);  // another class, freed first: it takes the thread's large slot
+  ASSERT_NE(other, nullptr);
+  EXPECT_EQ(a()->free(other, kFreeSite), Verdict::kOk);
+  ASSERT_GT(a()->stats().slot_bytes, 0u);
   void* p = a()->alloc(n, kAllocSite);
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(a()->inspect(p).kind, ExtentKind::kMapBlock);
@@ -198,6 +202,47 @@ TEST_F(MisuseTest, DoubleFreeOfMapBlockInBigCache) {
   EXPECT_EQ(a()->stats().cache_hits, 1u);
   FillAndCheck(q, n, 0x5a);
   EXPECT_EQ(a()->free(q, 0), Verdict::kOk);
+  ExpectAuditOk();
+}
+
+TEST_F(MisuseTest, DoubleFreeOfMapBlockInTheLargeSlot) {
+  const size_t n = 1 << 20;
+  void* p = a()->alloc(n, kAllocSite);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(a()->free(p, kFreeSite), Verdict::kOk);
+  ASSERT_GT(a()->stats().slot_bytes, 0u) << "the block should be sitting in this thread's large slot";
+  ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, static_cast<int64_t>(n), kAllocSite});
+  ExpectAuditOk();
+  EXPECT_EQ(a()->stats().cache_blocks, 0u) << "the rejected free changed nothing";
+  // The slot block is intact and serves the next request of its class, once.
+  void* q = a()->alloc(n, kAllocSite);
+  ASSERT_EQ(q, p);
+  EXPECT_EQ(a()->stats().slot_hits, 1u);
+  void* r = a()->alloc(n, kAllocSite);
+  ASSERT_NE(r, nullptr);
+  EXPECT_NE(r, q);
+  FillAndCheck(q, n, 0x5a);
+  EXPECT_EQ(a()->free(q, 0), Verdict::kOk);
+  EXPECT_EQ(a()->free(r, 0), Verdict::kOk);
+  ExpectAuditOk();
+}
+
+TEST_F(MisuseTest, DoubleFreeWithTheLargeSlotEmptyIsCheckedOnTheSlotPath) {
+  // The slot path's own checks (header Live, checksum) are what stops this one: the slot is
+  // empty, so a free that passed them would put the BigCache block in it a second time.
+  const size_t n = 1 << 20;
+  void* one = a()->alloc(n, kAllocSite);
+  void* two = a()->alloc(2 * n, kAllocSite);
+  ASSERT_NE(one, nullptr);
+  ASSERT_NE(two, nullptr);
+  EXPECT_EQ(a()->free(one, kFreeSite), Verdict::kOk);  // into the slot
+  EXPECT_EQ(a()->free(two, kFreeSite), Verdict::kOk);  // the slot is taken: BigCache
+  ASSERT_EQ(a()->alloc(n, kAllocSite), one);            // the slot is empty again
+  ExpectRejected(two, Verdict::kDoubleFree, {Verdict::kDoubleFree, two, static_cast<int64_t>(2 * n), kAllocSite});
+  EXPECT_EQ(a()->stats().slot_bytes, 0u) << "the rejected free did not fill the slot";
+  EXPECT_EQ(a()->stats().cache_blocks, 1u);
+  ExpectAuditOk();
+  EXPECT_EQ(a()->free(one, 0), Verdict::kOk);
   ExpectAuditOk();
 }
 

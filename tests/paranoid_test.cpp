@@ -482,7 +482,8 @@ TEST_F(ParanoidTest, EveryByteGoesBackAtTeardown) {
   ExpectAuditOk();
   const StatsSnapshot s = a()->stats();
   EXPECT_EQ(s.mapped_bytes, a()->pal().outstanding_bytes());
-  EXPECT_EQ(s.mapped_bytes, s.pool_span_bytes + s.map_live_bytes + s.cache_bytes + s.pending_bytes + s.metadata_bytes);
+  EXPECT_EQ(s.mapped_bytes,
+            s.pool_span_bytes + s.map_live_bytes + s.cache_bytes + s.slot_bytes + s.pending_bytes + s.metadata_bytes);
   a()->teardown();
   EXPECT_EQ(a()->pal().outstanding_bytes(), 0u) << "quarantine slots, zero arena and protected blocks all returned";
 }

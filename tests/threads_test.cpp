@@ -147,7 +147,7 @@ void expect_nothing_live(A& a, const char* when) {
   EXPECT_EQ(s.map_live_bytes, 0u);
   EXPECT_EQ(s.pool_allocs, s.pool_frees);
   EXPECT_EQ(s.map_allocs, s.map_frees);
-  EXPECT_EQ(s.mapped_bytes, s.pool_span_bytes + s.metadata_bytes + s.cache_bytes + s.pending_bytes);
+  EXPECT_EQ(s.mapped_bytes, s.pool_span_bytes + s.metadata_bytes + s.cache_bytes + s.slot_bytes + s.pending_bytes);
   EXPECT_EQ(s.errors_total, 0u);
 }
 
@@ -266,7 +266,8 @@ TEST(ThreadsRandom, EightThreadsMixedSizesVerifiedAndAccounted) {
     const StatsSnapshot s = a->stats();
     EXPECT_EQ(s.pool_live_bytes, r.pool_live);
     EXPECT_EQ(s.map_live_bytes, r.map_live);
-    EXPECT_EQ(s.mapped_bytes, s.pool_span_bytes + s.map_live_bytes + s.metadata_bytes + s.cache_bytes + s.pending_bytes);
+    EXPECT_EQ(s.mapped_bytes,
+              s.pool_span_bytes + s.map_live_bytes + s.metadata_bytes + s.cache_bytes + s.slot_bytes + s.pending_bytes);
     EXPECT_EQ(s.pool_allocs - s.pool_frees + s.map_allocs - s.map_frees, left.size());
   }
   // Main frees what the exited threads left: remote frees into abandoned spans.
@@ -642,7 +643,7 @@ TEST(ThreadsDoubleFree, ConcurrentDoubleFreesCountedExactly) {
   EXPECT_EQ(s.pool_live_bytes, 0u);
   EXPECT_EQ(s.map_live_bytes, 0u);
   EXPECT_EQ(s.pool_allocs, s.pool_frees);
-  EXPECT_EQ(s.mapped_bytes, s.pool_span_bytes + s.metadata_bytes + s.cache_bytes + s.pending_bytes);
+  EXPECT_EQ(s.mapped_bytes, s.pool_span_bytes + s.metadata_bytes + s.cache_bytes + s.slot_bytes + s.pending_bytes);
 }
 
 // ------------------------------------------------------------------ 5. BigCache / releaser contention

@@ -20,6 +20,7 @@ struct FreeBlock {
 };
 
 struct Heap;
+struct MapBlock;
 
 /// A run of pages carved into blocks of one size class; owned by one heap at a time.
 struct Span : Extent {
@@ -83,6 +84,8 @@ struct HeapCounters {
   OwnedCounter pool_frees[SizeClasses::kCount];
   OwnedCounter map_allocs, map_frees, map_live_bytes;
   OwnedCounter remote_frees;
+  // The thread's large slot (Allocator): bytes of the block in it, and allocations it served.
+  OwnedCounter slot_bytes, slot_hits;
   // Learn mode: requests of at least the smallest threshold, their large-path
   // cycles, and their sizes by threshold band, each booked by the sampled request
   // for its whole sample period (folded at epoch boundaries only).
@@ -121,6 +124,10 @@ struct Heap {
   HeapCounters counters;
   uint64_t clock_checked = 0;  ///< learn mode: cycles() when this thread last read the clock (owner only)
   LocalQuarantine quarantine;     ///< paranoid mode: this thread's newest freed blocks (owner only)
+  /// The large slot: the last Map block this thread freed, kept (state Cached) for its next large
+  /// request of the same class, with no lock. Only the owner reads or writes it while it runs;
+  /// others only when it cannot (its exit, a fork child, teardown). See Allocator::free_to_slot.
+  std::atomic<MapBlock*> large_slot{nullptr};
   void* owner = nullptr;  ///< the Allocator this heap belongs to (for the thread-exit hook)
   Heap* next_all = nullptr;
   bool retired = false;
@@ -289,6 +296,13 @@ class Pool {
     });
     *live_blocks_bytes = live;
     return free_bytes;
+  }
+
+  /// Calls fn(Heap*) for every heap, live or retired, under the heap-list lock (fn must not make heaps).
+  template <class Fn>
+  void for_each_heap(Fn&& fn) {
+    LockGuard g(lists_lock_);
+    for (Heap* h = all_heaps_; h != nullptr; h = h->next_all) fn(h);
   }
 
   /// TestOnly: calls fn(Heap*) for every heap, live or retired. Caller guarantees quiescence.

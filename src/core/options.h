@@ -29,6 +29,8 @@ enum class OptionKind : uint8_t {
     "BigCache byte cap for warm large blocks; 0 disables the cache")                                \
   X(kCacheMax, "cache_max", kSize, uint64_t{1} << 30, 0, uint64_t{1} << 40, "",                      \
     "BigCache may grow past 'cache' to this when it evicts blocks the program then asks for again") \
+  X(kLargeSlot, "large_slot", kSize, 8 * 1024 * 1024, 0, uint64_t{1} << 40, "",                       \
+    "each thread keeps its last freed large block up to this size for its next request, lock-free; 0 = off") \
   X(kBatch, "batch", kSize, 8 * 1024 * 1024, 0, uint64_t{1} << 40, "",                               \
     "BatchReleaser flushes when this many bytes are pending; 0 releases every block at once")      \
   X(kDecayMs, "decay_ms", kUint, 1000, 0, 3600 * 1000, "",                                           \

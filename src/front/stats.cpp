@@ -33,11 +33,14 @@ void print_stats_table(const StatsSnapshot& s, WriteFn fn, void* arg) {
   o.str(" (limit ").size(s.cache_limit).str(": cap ").size(s.cache_cap).str(", max ").size(s.cache_max);
   o.str(", grown ").dec(s.cache_grows).str("x, shrunk ").dec(s.cache_shrinks).str("x), evictions ");
   o.dec(s.cache_evictions).str(", bypassed ").dec(s.cache_bypass).ch('\n');
+  o.str("  slots     hits ").dec(s.slot_hits).str(", held ").size(s.slot_bytes).str(" (one block per thread, at most ");
+  o.size(s.slot_max).str(")\n");
   o.str("  release   blocks ").dec(s.release_blocks).str(", ").size(s.release_bytes).str(", flushes ");
   o.dec(s.release_flushes).str(", munmap calls ").dec(s.unmap_calls).str(", syscalls saved ");
   o.dec(s.syscalls_saved).str(", pending ").size(s.pending_bytes).str(" (batch ").size(s.batch_bytes).str(")\n");
   o.str("  memory    mapped ").size(s.mapped_bytes).str(" = pool spans ").size(s.pool_span_bytes);
-  o.str(" + map live ").size(s.map_live_bytes).str(" + cached ").size(s.cache_bytes).str(" + pending ");
+  o.str(" + map live ").size(s.map_live_bytes).str(" + cached ").size(s.cache_bytes).str(" + slots ");
+  o.size(s.slot_bytes).str(" + pending ");
   o.size(s.pending_bytes).str(" + metadata ").size(s.metadata_bytes).ch('\n');
   if (s.learning) {
     const LearnerCounters& c = s.learner;
@@ -101,7 +104,10 @@ void print_stats_json(const StatsSnapshot& s, WriteFn fn, void* arg) {
   o.str("},\"map\":{");
   kv("allocs", s.map_allocs);
   kv("frees", s.map_frees);
-  kv("live_bytes", s.map_live_bytes, true);
+  kv("live_bytes", s.map_live_bytes);
+  kv("slot_hits", s.slot_hits);
+  kv("slot_bytes", s.slot_bytes);
+  kv("slot_max", s.slot_max, true);
   o.str("},\"bigcache\":{");
   kv("hits", s.cache_hits);
   kv("misses", s.cache_misses);

@@ -20,6 +20,8 @@ struct StatsSnapshot {
   uint64_t remote_frees = 0;
   // map
   uint64_t map_allocs = 0, map_frees = 0, map_live_bytes = 0;
+  // the threads' large slots (each keeps its last freed Map block of at most slot_max bytes)
+  uint64_t slot_bytes = 0, slot_hits = 0, slot_max = 0;
   // BigCache
   uint64_t cache_hits = 0, cache_misses = 0, cache_puts = 0, cache_evictions = 0, cache_bypass = 0;
   uint64_t cache_bytes = 0, cache_blocks = 0, cache_cap = 0, cache_limit = 0, cache_max = 0;
@@ -27,7 +29,7 @@ struct StatsSnapshot {
   // BatchReleaser
   uint64_t release_blocks = 0, release_bytes = 0, release_flushes = 0, unmap_calls = 0, syscalls_saved = 0;
   uint64_t pending_bytes = 0, batch_bytes = 0;
-  // memory (I7: mapped = pool spans + map live + cached + pending + metadata)
+  // memory (I7: mapped = pool spans + map live + cached + slots + pending + metadata)
   uint64_t mapped_bytes = 0, metadata_bytes = 0;
   // hardening (paranoid mode: hardening=paranoid)
   bool paranoid = false;

@@ -132,7 +132,7 @@ struct mallinfo2 info2() {
   m.hblkhd = s.map_live_bytes;                         // their mapped bytes
   m.uordblks = s.pool_live_bytes;                      // Pool bytes in live blocks
   m.fordblks = s.pool_span_bytes - s.pool_live_bytes;  // Pool bytes free
-  m.fsmblks = s.cache_bytes + s.pending_bytes;         // freed Map blocks still mapped
+  m.fsmblks = s.cache_bytes + s.slot_bytes + s.pending_bytes;  // freed Map blocks still mapped
   m.keepcost = s.metadata_bytes;
   return m;
 }
