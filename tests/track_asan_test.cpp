@@ -65,7 +65,9 @@ TEST(TrackAsanDeathTest, FreedAlignedPoolBlockIsPoisonedFromItsFirstByte) {
 }
 
 TEST(TrackAsanDeathTest, ReadIntoABigCacheBlockIsUseAfterPoison) {
-  Alloc a(TrackOptions());
+  Options o = TrackOptions();
+  o.set(Opt::kLargeSlot, 0);  // BigCache, not the thread's large slot, holds the freed block
+  Alloc a(o);
   void* p = a->alloc(1 * kMiB, kSite);
   ASSERT_NE(p, nullptr);
   ASSERT_EQ(a->inspect(p).kind, ExtentKind::kMapBlock);
@@ -73,6 +75,20 @@ TEST(TrackAsanDeathTest, ReadIntoABigCacheBlockIsUseAfterPoison) {
   ASSERT_EQ(a->stats().cache_blocks, 1u) << "the freed block must be held by BigCache";
   EXPECT_DEATH(Read(p, 0), kPoisoned);
   EXPECT_DEATH(Read(p, 1 * kMiB - 1), kPoisoned);
+}
+
+TEST(TrackAsanDeathTest, ReadIntoALargeSlotBlockIsUseAfterPoison) {
+  Alloc a(TrackOptions());  // the default large_slot
+  void* p = a->alloc(1 * kMiB, kSite);
+  ASSERT_NE(p, nullptr);
+  a->free(p, kSite);
+  ASSERT_GT(a->stats().slot_bytes, 0u) << "the freed block must be held by this thread's large slot";
+  EXPECT_DEATH(Read(p, 0), kPoisoned);
+  EXPECT_DEATH(Read(p, 1 * kMiB - 1), kPoisoned);
+  void* q = a->alloc(1 * kMiB, kSite);  // the slot hit unpoisons it again
+  ASSERT_EQ(q, p);
+  memset(q, 0x5a, 1 * kMiB);
+  a->free(q, kSite);
 }
 
 TEST(TrackAsanDeathTest, WriteIntoABigCacheBlockIsUseAfterPoison) {
@@ -143,7 +159,9 @@ TEST(TrackAsan, DoubleFreesReadOnlyHeadersNeverPoisonedBytes) {
 }
 
 TEST(TrackAsan, ABigCacheHitIsCleanEvenWithAnotherAlignment) {
-  Alloc a(TrackOptions());
+  Options o = TrackOptions();
+  o.set(Opt::kLargeSlot, 0);  // the freed block waits in BigCache (an aligned request never takes the slot)
+  Alloc a(o);
   void* p = a->alloc(1 * kMiB, kSite);
   a->free(p, kSite);
   void* q = a->aligned_alloc(8192, 1 * kMiB - 16 * kKiB, kSite);  // the same class: a hit
