@@ -530,7 +530,7 @@ TEST(OomTest, ThreadWhoseHeapCannotBeMadeStillFrees) {
     blocks.push_back(a->alloc(100, kSite));
     ASSERT_NE(blocks.back(), nullptr);
   }
-  const size_t heaps_per_chunk = (64 * 1024 - 16) / sizeof(Heap);
+  const size_t heaps_per_chunk = ObjectPool<Heap, LinuxPal>::kPerChunk;
   ASSERT_GE(heaps_per_chunk, 4u);
   std::atomic<bool> release{false};
   std::atomic<size_t> ready{0};

@@ -508,3 +508,33 @@ TEST(Pool, RequestsBelowTheThresholdArePoolAndAtItMap) {
   for (void* p : {below, at, al}) EXPECT_EQ(a->free(p, kSite), Verdict::kOk);
   EXPECT_AUDIT_OK(a);
 }
+
+// ------------------------------------------------------------ metadata placement
+
+// A program walking a page-aligned block page by page writes the first cache line of every page,
+// and so keeps evicting the L1 set those lines share. Descriptors placed there cost every large
+// free and malloc a miss (src/backing/README.md): no Span or MapBlock descriptor may overlap the
+// first 64 bytes of any page.
+TEST(PoolMetadata, DescriptorsKeepClearOfTheFirstLineOfEveryPage) {
+  ScopedAllocator<TestConfig> a;
+  std::vector<void*> blocks;
+  for (size_t i = 0; i < 120; ++i) blocks.push_back(a->alloc(300 * kKiB + i * 4096, kSite));  // Map
+  size_t classes = 0;
+  for (size_t c = 0; SizeClasses::usable(c) < kMinThreshold; c += 2, ++classes) {  // Pool under every strategy
+    blocks.push_back(a->alloc(SizeClasses::usable(c), kSite));
+  }
+  size_t spans = 0, maps = 0;
+  for (void* p : blocks) {
+    ASSERT_NE(p, nullptr);
+    Extent* e = a->registry_for_testing().lookup(reinterpret_cast<uintptr_t>(p));
+    ASSERT_NE(e, nullptr);
+    const size_t size = e->kind == ExtentKind::kPoolSpan ? sizeof(Span) : sizeof(MapBlock);
+    (e->kind == ExtentKind::kPoolSpan ? spans : maps) += 1;
+    const uintptr_t offset = reinterpret_cast<uintptr_t>(e) % kMetaPage;
+    EXPECT_GE(offset, kMetaLine) << "descriptor of " << p << " starts in the first line of a page";
+    EXPECT_LE(offset + size, kMetaPage) << "descriptor of " << p << " runs into the next page's first line";
+  }
+  EXPECT_EQ(maps, 120u);
+  EXPECT_EQ(spans, classes);
+  for (void* p : blocks) EXPECT_EQ(a->free(p, kSite), Verdict::kOk);
+}

@@ -23,6 +23,10 @@ struct Extent {
   ExtentKind kind = ExtentKind::kNone;
 };
 
+/// The page and cache line ObjectPool's layout keeps clear of (the first line of every page).
+constexpr size_t kMetaPage = 4096;
+constexpr size_t kMetaLine = 64;
+
 /**
  * Fixed-size objects (descriptors, heaps) carved from 64 KiB metadata chunks
  * mapped through the PAL. Freed objects are kept for reuse; chunks are only
@@ -69,7 +73,7 @@ class ObjectPool {
   void for_each_live(Fn&& fn) {
     for (Chunk* c = chunk_list_; c != nullptr; c = c->next) {
       for (size_t i = 0; i < kPerChunk; ++i) {
-        if (c->slots[i].live) fn(reinterpret_cast<T*>(&c->slots[i].node));
+        if (slot_at(c, i)->live) fn(reinterpret_cast<T*>(&slot_at(c, i)->node));
       }
     }
   }
@@ -103,10 +107,37 @@ class ObjectPool {
   };
   struct Chunk {
     Chunk* next;
-    Slot slots[1];
   };
-  static constexpr size_t kPerChunk = (kChunkSize - alignof(Slot) - sizeof(Chunk*)) / sizeof(Slot);
-  static_assert(kPerChunk >= 4, "descriptor too large for a metadata chunk");
+  // Where slots sit in a chunk. A program that walks a page-aligned block page by page (the
+  // seed's scenarios, first-touch loops) writes the first cache line of every page, and so
+  // evicts, from the L1 set those lines share, whatever else lives there: a descriptor in the
+  // first line of a page cost a large free and malloc about 40 ns per cycle (src/backing/
+  // README.md). So no slot touches the first line of any page: slots that fit in the rest of a
+  // page are packed after it, page by page; a larger one (a Heap) starts one line into a page
+  // of its own, and keeps its own hot fields clear of its later pages' first lines (pool.h).
+  static constexpr size_t kPage = kMetaPage;
+  static constexpr size_t kLine = kMetaLine;
+  static_assert(alignof(Slot) <= kLine && kChunkSize % kPage == 0);
+  static constexpr bool kPaged = sizeof(Slot) <= kPage - kLine;
+  static constexpr size_t kPerPage = kPaged ? (kPage - kLine) / sizeof(Slot) : 0;
+  static constexpr size_t kLargeStride = (sizeof(Slot) + kLine + kPage - 1) / kPage * kPage;
+  static constexpr size_t kSlotsPerChunk = kPaged ? kChunkSize / kPage * kPerPage : kChunkSize / kLargeStride;
+  static_assert(kSlotsPerChunk >= 4, "descriptor too large for a metadata chunk");
+
+ public:
+  /// Objects one 64 KiB chunk holds.
+  static constexpr size_t kPerChunk = kSlotsPerChunk;
+
+ private:
+
+  static Slot* slot_at(Chunk* c, size_t i) {
+    const auto base = reinterpret_cast<uintptr_t>(c);
+    if constexpr (kPaged) {
+      return reinterpret_cast<Slot*>(base + i / kPerPage * kPage + kLine + i % kPerPage * sizeof(Slot));
+    } else {
+      return reinterpret_cast<Slot*>(base + i * kLargeStride + kLine);
+    }
+  }
 
   bool grow() {
     void* mem = pal_->map(kChunkSize, layer_);
@@ -117,9 +148,10 @@ class ObjectPool {
     chunk_list_ = c;
     chunks_.store(chunks_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     for (size_t i = kPerChunk; i-- > 0;) {
-      c->slots[i].live = false;
-      c->slots[i].node.next = free_;
-      free_ = &c->slots[i];
+      Slot* slot = slot_at(c, i);
+      slot->live = false;
+      slot->node.next = free_;
+      free_ = slot;
     }
     return true;
   }

@@ -118,12 +118,6 @@ struct HeapCounters {
  */
 struct Heap {
   uint64_t allocator_id = 0;
-  SpanList partial[SizeClasses::kCount];
-  SpanList full[SizeClasses::kCount];
-  std::atomic<uint64_t> remote_hint[2] = {};
-  HeapCounters counters;
-  uint64_t clock_checked = 0;  ///< learn mode: cycles() when this thread last read the clock (owner only)
-  LocalQuarantine quarantine;     ///< paranoid mode: this thread's newest freed blocks (owner only)
   /// The large slot: the last Map block this thread freed, kept (state Cached) for its next large
   /// request of the same class, with no lock. Only the owner reads or writes it while it runs;
   /// others only when it cannot (its exit, a fork child, teardown). See Allocator::free_to_slot.
@@ -131,7 +125,20 @@ struct Heap {
   void* owner = nullptr;  ///< the Allocator this heap belongs to (for the thread-exit hook)
   Heap* next_all = nullptr;
   bool retired = false;
+  uint64_t clock_checked = 0;  ///< learn mode: cycles() when this thread last read the clock (owner only)
+  std::atomic<uint64_t> remote_hint[2] = {};
+  HeapCounters counters;
+  SpanList partial[SizeClasses::kCount];
+  SpanList full[SizeClasses::kCount];  ///< (placed to cover the first line of the heap's second page)
+  LocalQuarantine quarantine;  ///< paranoid mode: this thread's newest freed blocks (owner only)
 };
+// ObjectPool puts a Heap (larger than a page) one line into a page of its own. The first line of
+// its second page shares its L1 set with the first line of every page, which a program walking a
+// page-aligned block keeps evicting (extent.h): only the full lists of large classes, touched when
+// a span fills or empties, sit there.
+static_assert(offsetof(Heap, full) + kMetaLine <= kMetaPage - kMetaLine &&
+              offsetof(Heap, full) + kMetaLine + sizeof(Heap::full) >= kMetaPage + kMetaLine &&
+              kMetaLine + sizeof(Heap) <= 2 * kMetaPage);
 
 /// Hands a mapping the backing cannot keep to the releaser (the only unmapper).
 struct GiveBack {

@@ -5,7 +5,11 @@
 
 namespace hakmem {
 
-constinit Allocator<ProcessConfig> g_process;
+// Page-aligned, so that where its fields fall in their pages does not depend on the link: the
+// fields every malloc and free reads (codec, Registry root, selector, fast-path ids) then sit
+// away from the first cache line of a page, which programs walking large blocks page by page
+// keep evicting (src/backing/README.md).
+alignas(kMetaPage) constinit Allocator<ProcessConfig> g_process;
 
 }  // namespace hakmem
 
