@@ -302,7 +302,7 @@ TEST(HeaderCodec, WithStateResealsForTheSameAddressOnly) {
 }
 
 // The free paths re-seal a validated header from the keyed sum its validation computed
-// (resealed, sealed_free); each must give exactly the header a full recompute gives.
+// (resealed, sealed_from_live); each must give exactly the header a full recompute gives.
 TEST(HeaderCodec, IncrementalResealEqualsAFullRecompute) {
   for (uint64_t secret : {uint64_t{1}, uint64_t{0x9e3779b97f4a7c15}, uint64_t{0xdeadbeefcafef00d}}) {
     HeaderCodec codec;
@@ -321,8 +321,10 @@ TEST(HeaderCodec, IncrementalResealEqualsAFullRecompute) {
             EXPECT_EQ(got.hi, want.hi);
           }
           if (from == State::kLive) {
-            const Header got = codec.sealed_free(h, sum);
-            EXPECT_EQ(got.lo, codec.with_state(h, State::kFree, at).lo) << "secret " << secret;
+            for (State to : kStates) {
+              const Header got = codec.sealed_from_live(h, sum, to);
+              EXPECT_EQ(got.lo, codec.with_state(h, to, at).lo) << "Live -> " << state_name(to) << " secret " << secret;
+            }
           }
         }
       }

@@ -68,7 +68,7 @@ struct SpanList {
 /// A counter written only by its owning thread and read by anyone (stats).
 struct OwnedCounter {
   std::atomic<int64_t> v{0};
-  void add(int64_t d) { v.store(v.load(std::memory_order_relaxed) + d, std::memory_order_relaxed); }
+  [[gnu::always_inline]] void add(int64_t d) { v.store(v.load(std::memory_order_relaxed) + d, std::memory_order_relaxed); }
   /// For counters that several threads update (the shared fallback set).
   void add_shared(int64_t d) { v.fetch_add(d, std::memory_order_relaxed); }
   int64_t get() const { return v.load(std::memory_order_relaxed); }
@@ -136,9 +136,10 @@ struct Heap {
 // its second page shares its L1 set with the first line of every page, which a program walking a
 // page-aligned block keeps evicting (extent.h): only the full lists of large classes, touched when
 // a span fills or empties, sit there.
-static_assert(offsetof(Heap, full) + kMetaLine <= kMetaPage - kMetaLine &&
-              offsetof(Heap, full) + kMetaLine + sizeof(Heap::full) >= kMetaPage + kMetaLine &&
-              kMetaLine + sizeof(Heap) <= 2 * kMetaPage);
+static_assert(kMetaLine + offsetof(Heap, full) <= kMetaPage &&
+                  kMetaLine + offsetof(Heap, full) + sizeof(Heap::full) >= kMetaPage + kMetaLine,
+              "the full lists must cover the first line of the heap's second page");
+static_assert(kMetaLine + sizeof(Heap) <= 2 * kMetaPage, "a heap must not reach a third page");
 
 /// Hands a mapping the backing cannot keep to the releaser (the only unmapper).
 struct GiveBack {

@@ -338,7 +338,7 @@ class Allocator {
     // equal the one claimed by a sized free; either failure is diagnosed by the slow path.
     const uint64_t size = h.size();
     if (__builtin_expect(size > s->block_size - kHeaderSize || (sized != kUnsized && size != sized), 0)) return false;
-    HeaderCodec::store(codec_.sealed_free(h, sum), reinterpret_cast<void*>(block));
+    HeaderCodec::store(codec_.sealed_from_live(h, sum, State::kFree), reinterpret_cast<void*>(block));
     Heap* me = t_heap_.heap;
     me->counters.pool_frees[s->cls].add(1);
     track_free(u, s->block_size - kHeaderSize, sizeof(FreeBlock));
@@ -378,7 +378,7 @@ class Allocator {
     if (!codec_.matches(h, sum)) return false;
     const uint64_t size = h.size();
     if (size > mb->capacity_at(0) || (sized != kUnsized && size != sized)) return false;
-    HeaderCodec::store(codec_.resealed(h, sum, State::kCached), reinterpret_cast<void*>(block));
+    HeaderCodec::store(codec_.sealed_from_live(h, sum, State::kCached), reinterpret_cast<void*>(block));
     mb->state = State::kCached;
     const int64_t length = static_cast<int64_t>(mb->length);
     me->counters.map_frees.add(1);

@@ -134,7 +134,7 @@ class HeaderCodec {
     k0_ = static_cast<uint32_t>(x);
     k1_ = static_cast<uint32_t>(x >> 32);
     k2_ = static_cast<uint32_t>(mix64(x)) | 1u;
-    free_step_ = state_step(State::kLive, State::kFree);
+    for (size_t to = 0; to < 4; ++to) live_step_[to] = state_step(State::kLive, static_cast<State>(to));
   }
 
   /// Writes a header describing `f` at `at`; the checksum is written last.
@@ -197,21 +197,22 @@ class HeaderCodec {
     return h;
   }
 
-  /// The keyed sum of h as if stored at `at` (for matches() and sealed_free()).
+  /// The keyed sum of h as if stored at `at` (for matches() and sealed_from_live()).
   uint32_t sum_of(const Header& h, uintptr_t at) const { return keyed_sum(h, at); }
 
   /// True when h's checksum field is the one its keyed sum gives (the caller checks the method).
   bool matches(const Header& h, uint32_t sum) const { return static_cast<uint32_t>(h.lo) == finish(sum); }
 
-  /// resealed(h, sum, State::kFree) for a header known to be Live: the free fast path's re-seal.
-  Header sealed_free(Header h, uint32_t sum) const {
-    h.lo = (h.lo & ~(uint64_t{0xffffffff} | uint64_t{3} << 34)) | uint64_t{static_cast<uint8_t>(State::kFree)} << 34;
-    h.lo |= finish(sum + free_step_);
+  /// resealed(h, sum, to) for a header known to be Live, with the sum's step precomputed: the
+  /// re-seal of the free fast paths (Free for a Pool block, Cached for one kept in a large slot).
+  Header sealed_from_live(Header h, uint32_t sum, State to) const {
+    h.lo = (h.lo & ~(uint64_t{0xffffffff} | uint64_t{3} << 34)) | uint64_t{static_cast<uint8_t>(to)} << 34;
+    h.lo |= finish(sum + live_step_[static_cast<uint8_t>(to) & 3]);
     return h;
   }
 
   /// h with its state changed and its checksum recomputed for `at` from scratch (the reference that
-  /// tests hold resealed() and sealed_free() to; the free paths re-seal incrementally).
+  /// tests hold resealed() and sealed_from_live() to; the free paths re-seal incrementally).
   Header with_state(Header h, State s, uintptr_t at) const {
     h.lo = (h.lo & ~(uint64_t{0xffffffff} | uint64_t{3} << 34)) | uint64_t{static_cast<uint8_t>(s)} << 34;
     h.lo |= checksum(h, at);
@@ -261,7 +262,9 @@ class HeaderCodec {
   uint32_t k0_ = 0x5bd1e995u;
   uint32_t k1_ = 0x1b873593u;
   uint32_t k2_ = 0xcc9e2d51u;
-  uint32_t free_step_ = static_cast<uint32_t>(3 * 4 * 0x2d5);  ///< state_step(kLive, kFree)
+  /// state_step(kLive, to) for each state `to`, for the default multipliers until set_secret().
+  uint32_t live_step_[4] = {0, static_cast<uint32_t>(1 * 4 * 0x2d5), static_cast<uint32_t>(2 * 4 * 0x2d5),
+                            static_cast<uint32_t>(3 * 4 * 0x2d5)};
 };
 
 /// Reads 8 random bytes from getrandom(2); falls back to clock and ASLR entropy.
