@@ -49,6 +49,7 @@ struct MapBlock : Extent {
   uint32_t bucket = 0;                     ///< BigCache site bucket while cached
   uint64_t hdr_offset = 0;                 ///< where the real header is (non-zero for aligned blocks)
   State state = State::kLive;              ///< mirrors the header, for audits
+  uint32_t class_floor = 0;  ///< the largest request of the class below cls (a class's requests exceed it)
   MapBlock* lru_prev = nullptr;  ///< BigCache global recency list
   MapBlock* lru_next = nullptr;
   MapBlock* ring_prev = nullptr;  ///< BigCache per-(bucket, class) ring
@@ -97,6 +98,7 @@ class MapBacking {
     mb->kind = ExtentKind::kMapBlock;
     const uint32_t c = LargeClasses::class_of(payload);
     mb->cls = c;
+    mb->class_floor = c == 0 || c == LargeClasses::kUncached ? 0 : static_cast<uint32_t>(LargeClasses::usable(c - 1));
     if (!registry_->assign(mb->base, len, mb)) {
       const uintptr_t base = mb->base;  // read before destroy(): the pool reuses the descriptor's bytes
       descs_.destroy(mb);

@@ -82,10 +82,15 @@ struct OwnedCounter {
 struct HeapCounters {
   OwnedCounter pool_allocs[SizeClasses::kCount];
   OwnedCounter pool_frees[SizeClasses::kCount];
-  OwnedCounter map_allocs, map_frees, map_live_bytes;
+  // Map blocks. Allocations and frees the thread's large slot (Allocator) served are counted
+  // apart, so that a slot round trip costs two counter updates, not seven: map_allocs and
+  // map_frees count the others, and map_held_bytes the bytes of blocks live or in a slot, which
+  // the slot leaves unchanged. (Map's live bytes = held - slot bytes; its allocations = allocs +
+  // slot hits; its frees = frees + slot puts.)
+  OwnedCounter map_allocs, map_frees, map_held_bytes;
   OwnedCounter remote_frees;
-  // The thread's large slot (Allocator): bytes of the block in it, and allocations it served.
-  OwnedCounter slot_bytes, slot_hits;
+  // The thread's large slot: bytes of the block in it, blocks freed into it, and allocations it served.
+  OwnedCounter slot_bytes, slot_puts, slot_hits;
   // Learn mode: requests of at least the smallest threshold, their large-path
   // cycles, and their sizes by threshold band, each booked by the sampled request
   // for its whole sample period (folded at epoch boundaries only).

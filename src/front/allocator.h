@@ -152,20 +152,33 @@ class Allocator {
     // countdown is 0, is timed and booked there.
     // Every threshold is at most kMaxThreshold, so a size below it has a Pool class.
     static_assert(kMaxThreshold <= SizeClasses::kMaxUsable);
+    // The two short paths and the general one each leave through a tail call, and the slot's
+    // hand-out is inlined, so a large request the slot serves saves no registers.
     if (__builtin_expect(t_heap_.id == fast_id_ && (!learning_ || t_heap_.sample_countdown != 0), 1)) {
       const StrategySnapshot snap = selector_.snapshot();
       Heap* h = t_heap_.heap;
-      if (size < snap.threshold) {
-        const size_t c = SizeClasses::class_of(size);
-        if (const uintptr_t block = pop_head_block(h, c)) {
-          if (learning_) --t_heap_.sample_countdown;  // (here size >= kMinThreshold: alloc() took the rest)
-          return hand_out_pool_block(h, c, block, size, site, origin, snap.id);
-        }
-      } else if (MapBlock* mb = take_slot(h, size)) {  // Map under the strategy just read (I3)
+      if (size < snap.threshold) return alloc_pool_short(h, size, site, origin, snap.id);
+      if (MapBlock* mb = take_slot(h, size)) {  // Map under the strategy just read (I3)
         if (learning_) --t_heap_.sample_countdown;
         return hand_out_slot_block(h, mb, size, site, origin, snap.id);
       }
     }
+    return alloc_general(size, site, origin);
+  }
+
+  /// alloc_slow() for a Pool size at or past the smallest threshold: class c's head span's free
+  /// block when it has one, else the general path.
+  [[gnu::noinline]] void* alloc_pool_short(Heap* h, size_t size, uintptr_t site, Origin origin, uint8_t strategy) {
+    const size_t c = SizeClasses::class_of(size);
+    if (const uintptr_t block = pop_head_block(h, c)) {
+      if (learning_) --t_heap_.sample_countdown;  // (here size >= kMinThreshold: alloc() took the rest)
+      return hand_out_pool_block(h, c, block, size, site, origin, strategy);
+    }
+    return alloc_general(size, site, origin);
+  }
+
+  /// alloc_impl() for a plain malloc-style request (16-byte alignment).
+  [[gnu::noinline]] void* alloc_general(size_t size, uintptr_t site, Origin origin) {
     bool fresh;
     return alloc_impl(size, kHeaderSize, site, origin, &fresh);
   }
@@ -182,22 +195,22 @@ class Allocator {
 
   /**
    * The thread's large slot block when it suits a Map request of `size` bytes (plain 16-byte
-   * alignment): same size class, room enough. It leaves the slot; nullptr leaves the slot as is.
+   * alignment): room enough, and not a class too big (the request exceeds the largest one of
+   * the class below the block's; it may be of the next class up when it still fits the block's
+   * page rounding). It leaves the slot; nullptr leaves the slot as is.
    */
   static HAKMEM_ALWAYS_INLINE MapBlock* take_slot(Heap* h, uint64_t size) {
     MapBlock* mb = h->large_slot.load(std::memory_order_relaxed);
-    if (mb == nullptr || mb->cls != LargeClasses::class_of(size) || mb->capacity_at(0) < size) return nullptr;
+    if (mb == nullptr || size <= mb->class_floor || mb->capacity_at(0) < size) return nullptr;
     h->large_slot.store(nullptr, std::memory_order_relaxed);
     return mb;
   }
 
   /// Hands out a block take_slot() returned: live again, its header written (the strategy in force, I3).
-  void* hand_out_slot_block(Heap* h, MapBlock* mb, uint64_t size, uintptr_t site, Origin origin, uint8_t strategy) {
+  HAKMEM_ALWAYS_INLINE void* hand_out_slot_block(Heap* h, MapBlock* mb, uint64_t size, uintptr_t site, Origin origin, uint8_t strategy) {
     const int64_t length = static_cast<int64_t>(mb->length);
-    h->counters.slot_bytes.add(-length);
+    h->counters.slot_bytes.add(-length);  // (still counted in map_held_bytes: see HeapCounters)
     h->counters.slot_hits.add(1);
-    h->counters.map_allocs.add(1);
-    h->counters.map_live_bytes.add(length);
     mb->hdr_offset = 0;
     mb->state = State::kLive;
     track_alloc(mb->base + kHeaderSize, mb->base + kHeaderSize, mb->capacity_at(0));
@@ -308,18 +321,45 @@ class Allocator {
   /**
    * free()'s fast path: true when p was a plain Pool block, live, of a compatible
    * origin, and is now freed, after the same checks as locate() (ownership, exact
-   * block pointer, checksum, method/state/origin in one compare). False changes
-   * nothing: the caller goes on to free_checked(), which diagnoses every misuse.
-   * (The libc entry points call the two halves themselves, so the caller's return
-   * address is read only on the slow path.)
+   * block pointer, checksum, method/state/origin in one compare), or a Map block
+   * now in the thread's large slot (free_to_slot()). False changes nothing: the
+   * caller goes on to free_checked(), which diagnoses every misuse.
    */
   HAKMEM_ALWAYS_INLINE bool free_fast(void* p, Origin origin, uint64_t sized = kUnsized) {
+    MapBlock* mb = nullptr;
+    if (__builtin_expect(free_fast_pool(p, origin, sized, &mb), 1)) return true;
+    return mb != nullptr && free_to_slot(mb, reinterpret_cast<uintptr_t>(p), origin, sized);
+  }
+
+  /**
+   * free() from a libc or C++ entry point whose caller is `site`: free_fast(), then
+   * free_checked() when it declines. A large free and a misuse leave through tail calls,
+   * so only the Pool path needs the registers it saves. free(NULL) returns at once.
+   */
+  HAKMEM_ALWAYS_INLINE void free_entry(void* p, uintptr_t site, Origin origin) {
+    if (p == nullptr) return;
+    MapBlock* mb = nullptr;
+    if (__builtin_expect(free_fast_pool(p, origin, kUnsized, &mb), 1)) return;
+    if (mb != nullptr) {
+      map_free_or_check(mb, reinterpret_cast<uintptr_t>(p), site, origin);
+    } else {
+      free_checked(p, site, origin);
+    }
+  }
+
+  /**
+   * free_fast()'s Pool half: true when p was a plain Pool block, live, of a compatible origin,
+   * and is now freed. False changes nothing, and sets *mb to p's Map block when p lies in one
+   * (and this thread may take the fast path).
+   */
+  HAKMEM_ALWAYS_INLINE bool free_fast_pool(void* p, Origin origin, uint64_t sized, MapBlock** mb) {
     const auto u = reinterpret_cast<uintptr_t>(p);
     if (__builtin_expect(t_heap_.id != fast_id_, 0)) return false;  // also: not initialized, or paranoid
     Extent* e = registry_.lookup_initialized(u);
     if (__builtin_expect(e == nullptr, 0)) return false;
     if (__builtin_expect(e->kind != ExtentKind::kPoolSpan, 0)) {
-      return e->kind == ExtentKind::kMapBlock && free_to_slot(static_cast<MapBlock*>(e), u, origin, sized);
+      if (e->kind == ExtentKind::kMapBlock) *mb = static_cast<MapBlock*>(e);
+      return false;
     }
     auto* s = static_cast<Span*>(e);
     const uintptr_t block = u - kHeaderSize;
@@ -354,6 +394,11 @@ class Allocator {
     return true;
   }
 
+  /// free_entry()'s Map half: the thread's large slot, else every check with a report.
+  [[gnu::noinline]] void map_free_or_check(MapBlock* mb, uintptr_t u, uintptr_t site, Origin origin) {
+    if (!slot_free(mb, u, origin, kUnsized)) free_checked(reinterpret_cast<void*>(u), site, origin);
+  }
+
   /**
    * free_fast() of a Map block: into the thread's large slot when the slot is empty, the block
    * fits it (a cacheable class, at most large_slot bytes, not aligned) and passes the same
@@ -366,6 +411,11 @@ class Allocator {
    * block a thread that does not survive a fork was holding, and I7's sum still holds.
    */
   [[gnu::noinline]] bool free_to_slot(MapBlock* mb, uintptr_t u, Origin origin, uint64_t sized) {
+    return slot_free(mb, u, origin, sized);
+  }
+
+  /// free_to_slot()'s body, shared with map_free_or_check().
+  HAKMEM_ALWAYS_INLINE bool slot_free(MapBlock* mb, uintptr_t u, Origin origin, uint64_t sized) {
     Heap* me = t_heap_.heap;  // free_fast() checked the thread's heap id
     const uintptr_t block = u - kHeaderSize;
     if (mb->length > slot_max_ || mb->cls == LargeClasses::kUncached || block != mb->base ||
@@ -381,8 +431,7 @@ class Allocator {
     HeaderCodec::store(codec_.sealed_from_live(h, sum, State::kCached), reinterpret_cast<void*>(block));
     mb->state = State::kCached;
     const int64_t length = static_cast<int64_t>(mb->length);
-    me->counters.map_frees.add(1);
-    me->counters.map_live_bytes.add(-length);
+    me->counters.slot_puts.add(1);  // (map_held_bytes keeps it: see HeapCounters)
     me->counters.slot_bytes.add(length);
     track_free(u, mb->capacity_at(0));
     me->large_slot.store(mb, std::memory_order_relaxed);
@@ -398,6 +447,7 @@ class Allocator {
     if (mb == nullptr) return;
     h->large_slot.store(nullptr, std::memory_order_relaxed);
     h->counters.slot_bytes.add(-static_cast<int64_t>(mb->length));
+    h->counters.map_held_bytes.add(-static_cast<int64_t>(mb->length));  // a free the slot's put counted
     cache_.put(mb, HeaderCodec::load(reinterpret_cast<void*>(mb->base)).site());
   }
 
@@ -517,11 +567,13 @@ class Allocator {
     s.remote_frees = sum(&HeapCounters::remote_frees);
     s.pool_span_bytes = pool_.span_bytes();
     s.pool_spans = pool_.span_count();
-    s.map_allocs = sum(&HeapCounters::map_allocs);
-    s.map_frees = sum(&HeapCounters::map_frees);
-    s.map_live_bytes = sum(&HeapCounters::map_live_bytes);
     s.slot_bytes = sum(&HeapCounters::slot_bytes);
     s.slot_hits = sum(&HeapCounters::slot_hits);
+    s.map_allocs = sum(&HeapCounters::map_allocs) + s.slot_hits;
+    s.map_frees = sum(&HeapCounters::map_frees) + sum(&HeapCounters::slot_puts);
+    // Read apart while threads run, the two sums may miss each other's last update: never below 0.
+    const uint64_t held = sum(&HeapCounters::map_held_bytes);
+    s.map_live_bytes = held > s.slot_bytes ? held - s.slot_bytes : 0;
     s.slot_max = slot_max_;
     const CacheCounters& cc = cache_.counters();
     s.cache_hits = cc.hits.load();
@@ -703,7 +755,7 @@ class Allocator {
         check_live_block(r, at);
       }
     });
-    const uint64_t counted_map_live = sum_counter(&HeapCounters::map_live_bytes);
+    const uint64_t counted_map_live = sum_counter(&HeapCounters::map_held_bytes) - counted_slots;
     if (counted_map_live != r.map_live) audit_fail(r, "I7 map live counter != walk", counted_map_live, r.map_live);
     r.live_blocks += zero_.live();
     r.metadata = metadata_bytes();
@@ -1195,7 +1247,7 @@ class Allocator {
     write_headers(mb->base, hdr, Method::kMap, origin, snap.id, size, site);
     if (paranoid_) hard_.write_canary(hdr + kHeaderSize + size);
     h->counters.map_allocs.add(1);
-    h->counters.map_live_bytes.add(static_cast<int64_t>(mb->length));
+    h->counters.map_held_bytes.add(static_cast<int64_t>(mb->length));
     return reinterpret_cast<void*>(hdr + kHeaderSize);
   }
 
@@ -1367,7 +1419,7 @@ class Allocator {
     HeaderCodec::store(codec_.resealed(at.h, at.sum, State::kCached), reinterpret_cast<void*>(at.header));
     mb->state = State::kCached;
     count(&HeapCounters::map_frees, 1);
-    count(&HeapCounters::map_live_bytes, -static_cast<int64_t>(mb->length));
+    count(&HeapCounters::map_held_bytes, -static_cast<int64_t>(mb->length));
     track_free(at.header + kHeaderSize, capacity_of(at));
     if (paranoid_) {
       // The user pages (from the page-aligned user pointer) fault until the block is reused;
