@@ -68,7 +68,9 @@ struct SpanList {
 /// A counter written only by its owning thread and read by anyone (stats).
 struct OwnedCounter {
   std::atomic<int64_t> v{0};
-  [[gnu::always_inline]] void add(int64_t d) { v.store(v.load(std::memory_order_relaxed) + d, std::memory_order_relaxed); }
+  [[gnu::always_inline]] void add(int64_t d) {
+    v.store(v.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
+  }
   /// For counters that several threads update (the shared fallback set).
   void add_shared(int64_t d) { v.fetch_add(d, std::memory_order_relaxed); }
   int64_t get() const { return v.load(std::memory_order_relaxed); }
@@ -124,7 +126,7 @@ struct HeapCounters {
 struct Heap {
   uint64_t allocator_id = 0;
   /// The large slot: the last Map block this thread freed, kept (state Cached) for its next large
-  /// request of the same class, with no lock. Only the owner reads or writes it while it runs;
+  /// request it suits (Allocator::take_slot), with no lock. Only the owner reads or writes it while it runs;
   /// others only when it cannot (its exit, a fork child, teardown). See Allocator::free_to_slot.
   std::atomic<MapBlock*> large_slot{nullptr};
   void* owner = nullptr;  ///< the Allocator this heap belongs to (for the thread-exit hook)

@@ -207,7 +207,8 @@ class Allocator {
   }
 
   /// Hands out a block take_slot() returned: live again, its header written (the strategy in force, I3).
-  HAKMEM_ALWAYS_INLINE void* hand_out_slot_block(Heap* h, MapBlock* mb, uint64_t size, uintptr_t site, Origin origin, uint8_t strategy) {
+  HAKMEM_ALWAYS_INLINE void* hand_out_slot_block(Heap* h, MapBlock* mb, uint64_t size, uintptr_t site, Origin origin,
+                                                 uint8_t strategy) {
     const int64_t length = static_cast<int64_t>(mb->length);
     h->counters.slot_bytes.add(-length);  // (still counted in map_held_bytes: see HeapCounters)
     h->counters.slot_hits.add(1);
