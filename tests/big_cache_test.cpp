@@ -672,6 +672,28 @@ TEST(LargeSlot, AFullSlotOrAnotherClassLeavesTheWorkToBigCache) {
   EXPECT_AUDIT_OK(a);
 }
 
+// take_slot() serves a request only from a block not a class too big for it: the request must
+// exceed the largest one of the class below the block's (MapBlock::class_floor), and fit.
+TEST(LargeSlot, ARequestOfASmallerClassDoesNotTakeTheSlotBlock) {
+  RecAlloc a(SlotOptions());
+  void* two = a->alloc(2 * kMiB, kSiteA);
+  ASSERT_NE(two, nullptr);
+  auto* mb = static_cast<MapBlock*>(a->registry_for_testing().lookup(reinterpret_cast<uintptr_t>(two)));
+  ASSERT_EQ(a->free(two, kSiteA), Verdict::kOk);  // the slot
+  void* small = a->alloc(mb->class_floor, kSiteA);  // the largest request of the class below
+  ASSERT_NE(small, nullptr);
+  EXPECT_NE(small, two) << "a block one class too big stays in the slot";
+  EXPECT_EQ(a->stats().slot_hits, 0u);
+  EXPECT_EQ(a->stats().slot_bytes, mb->length);
+  void* fits = a->alloc(mb->class_floor + 1, kSiteA);  // the smallest request of the block's class
+  EXPECT_EQ(fits, two);
+  EXPECT_EQ(a->stats().slot_hits, 1u);
+  EXPECT_AUDIT_OK(a);
+  EXPECT_EQ(a->free(small, kSiteA), Verdict::kOk);
+  EXPECT_EQ(a->free(fits, kSiteA), Verdict::kOk);
+  EXPECT_AUDIT_OK(a);
+}
+
 TEST(LargeSlot, BlocksAboveItsSizeAlignedBlocksAndAZeroSlotSkipIt) {
   {
     RecAlloc a(SlotOptions(1 * kMiB));

@@ -121,12 +121,11 @@ class ObjectPool {
   static constexpr bool kPaged = sizeof(Slot) <= kPage - kLine;
   static constexpr size_t kPerPage = kPaged ? (kPage - kLine) / sizeof(Slot) : 0;
   static constexpr size_t kLargeStride = (sizeof(Slot) + kLine + kPage - 1) / kPage * kPage;
-  static constexpr size_t kSlotsPerChunk = kPaged ? kChunkSize / kPage * kPerPage : kChunkSize / kLargeStride;
-  static_assert(kSlotsPerChunk >= 4, "descriptor too large for a metadata chunk");
 
  public:
   /// Objects one 64 KiB chunk holds.
-  static constexpr size_t kPerChunk = kSlotsPerChunk;
+  static constexpr size_t kPerChunk = kPaged ? kChunkSize / kPage * kPerPage : kChunkSize / kLargeStride;
+  static_assert(kPerChunk >= 4, "descriptor too large for a metadata chunk");
 
  private:
   static Slot* slot_at(Chunk* c, size_t i) {
