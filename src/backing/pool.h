@@ -39,24 +39,31 @@ struct Span : Extent {
   bool has_room() const { return free != nullptr || carved.load(std::memory_order_relaxed) < capacity; }
 };
 
-/// An intrusive doubly-linked list of spans.
+/// An intrusive doubly-linked list of spans (16 bytes: the fast path indexes an array of them).
 struct SpanList {
   Span* head = nullptr;
-  size_t count = 0;
+  Span* tail = nullptr;
 
   void push(Span* s) {
     s->prev = nullptr;
     s->next = head;
     if (head != nullptr) head->prev = s;
     head = s;
-    ++count;
+    if (tail == nullptr) tail = s;
+  }
+  void push_back(Span* s) {
+    s->next = nullptr;
+    s->prev = tail;
+    if (tail != nullptr) tail->next = s;
+    tail = s;
+    if (head == nullptr) head = s;
   }
   void remove(Span* s) {
     if (s->prev != nullptr) s->prev->next = s->next;
     if (s->next != nullptr) s->next->prev = s->prev;
     if (head == s) head = s->next;
+    if (tail == s) tail = s->prev;
     s->prev = s->next = nullptr;
-    --count;
   }
   Span* pop() {
     Span* s = head;
@@ -64,6 +71,8 @@ struct SpanList {
     return s;
   }
 };
+
+static_assert(sizeof(SpanList) == 16, "Allocator::alloc() reaches partial[c].head with one scaled index");
 
 /// A counter written only by its owning thread and read by anyone (stats).
 struct OwnedCounter {
@@ -229,6 +238,15 @@ class Pool {
         s->free = b->next;
         return reinterpret_cast<uintptr_t>(b) - kHeaderSize;
       }
+      // Freed blocks before fresh ones: the span behind the head has some when a free took it
+      // off the full list. The head, with room left to carve, goes to the back.
+      if (Span* next = s->next; next != nullptr && next->free != nullptr) {
+        h->partial[c].remove(s);
+        h->partial[c].push_back(s);
+        FreeBlock* b = next->free;
+        next->free = b->next;
+        return reinterpret_cast<uintptr_t>(b) - kHeaderSize;
+      }
       const uint32_t k = s->carved.load(std::memory_order_relaxed);
       if (k < s->capacity) {
         s->carved.store(k + 1, std::memory_order_relaxed);  // single writer: no RMW needed
@@ -261,7 +279,7 @@ class Pool {
       if (s->in_full) {
         me->full[s->cls].remove(s);
         s->in_full = false;
-        me->partial[s->cls].push(s);
+        me->partial[s->cls].push_back(s);
       }
       return;
     }
