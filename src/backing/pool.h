@@ -238,17 +238,18 @@ class Pool {
         s->free = b->next;
         return reinterpret_cast<uintptr_t>(b) - kHeaderSize;
       }
-      // Freed blocks before fresh ones: the span behind the head has some when a free took it
-      // off the full list. The head, with room left to carve, goes to the back.
-      if (Span* next = s->next; next != nullptr && next->free != nullptr) {
-        h->partial[c].remove(s);
-        h->partial[c].push_back(s);
-        FreeBlock* b = next->free;
-        next->free = b->next;
-        return reinterpret_cast<uintptr_t>(b) - kHeaderSize;
-      }
       const uint32_t k = s->carved.load(std::memory_order_relaxed);
       if (k < s->capacity) {
+        // Freed blocks before fresh ones: the span behind the head has some when a free took it
+        // off the full list. The head, with room left to carve, goes to the back. (A head with
+        // neither goes to the full list in alloc_slow(), after its remote frees are drained.)
+        if (Span* next = s->next; next != nullptr && next->free != nullptr) {
+          h->partial[c].remove(s);
+          h->partial[c].push_back(s);
+          FreeBlock* b = next->free;
+          next->free = b->next;
+          return reinterpret_cast<uintptr_t>(b) - kHeaderSize;
+        }
         s->carved.store(k + 1, std::memory_order_relaxed);  // single writer: no RMW needed
         return s->base + uintptr_t{k} * s->block_size;
       }
