@@ -556,6 +556,35 @@ TEST(Pool, RequestsBelowTheThresholdArePoolAndAtItMap) {
 // and so keeps evicting the L1 set those lines share. Descriptors placed there cost every large
 // free and malloc a miss (src/backing/README.md): no Span or MapBlock descriptor may overlap the
 // first 64 bytes of any page.
+// A thread freeing another thread's blocks reads a span's first line and pushes onto its third; the
+// owner writes its second on every allocation and free. Each group on a line of its own keeps the
+// freeing thread from taking the owner's line at every free (and the owner from taking it back).
+TEST(PoolMetadata, SpanLinesSeparateWhoWritesThem) {
+  ScopedAllocator<TestConfig> a(PoolOptions());
+  void* p = a->alloc(100, kSite);
+  ASSERT_NE(p, nullptr);
+  auto* s = static_cast<Span*>(a->registry_for_testing().lookup(reinterpret_cast<uintptr_t>(p)));
+  ASSERT_NE(s, nullptr);
+  ASSERT_EQ(s->kind, ExtentKind::kPoolSpan);
+  const auto start = reinterpret_cast<uintptr_t>(s);
+  const auto line = [&](const void* field) { return (reinterpret_cast<uintptr_t>(field) - start) / kMetaLine; };
+  EXPECT_EQ(start % kMetaLine, 0u) << "a span starts a cache line";
+  // Read by every free, written only while carving, on a list move or an adoption.
+  for (const void* f : {static_cast<const void*>(&s->base), static_cast<const void*>(&s->cls),
+                        static_cast<const void*>(&s->block_size), static_cast<const void*>(&s->magic),
+                        static_cast<const void*>(&s->capacity), static_cast<const void*>(&s->carved),
+                        static_cast<const void*>(&s->in_full), static_cast<const void*>(&s->owner)}) {
+    EXPECT_EQ(line(f), 0u);
+  }
+  // Written by the owner on every allocation and free of its blocks.
+  for (const void* f : {static_cast<const void*>(&s->free), static_cast<const void*>(&s->prev),
+                        static_cast<const void*>(&s->next)}) {
+    EXPECT_EQ(line(f), 1u);
+  }
+  EXPECT_EQ(line(&s->remote), 2u) << "other threads' frees";
+  EXPECT_EQ(a->free(p, kSite), Verdict::kOk);
+}
+
 TEST(PoolMetadata, DescriptorsKeepClearOfTheFirstLineOfEveryPage) {
   ScopedAllocator<TestConfig> a;
   std::vector<void*> blocks;

@@ -22,22 +22,32 @@ struct FreeBlock {
 struct Heap;
 struct MapBlock;
 
-/// A run of pages carved into blocks of one size class; owned by one heap at a time.
-struct Span : Extent {
+/**
+ * A run of pages carved into blocks of one size class; owned by one heap at a time.
+ *
+ * Three cache lines, by who writes them. The first holds what every free reads and, once the
+ * span is carved, nobody writes; the second, what only the owner writes on every allocation and
+ * free of its blocks; the third, the stack other threads push their frees onto. A thread freeing
+ * another's blocks then shares only lines that stay clean, and takes the third from the owner
+ * only when the owner drains it (ci/bench-small's 2 and 8 thread rings).
+ */
+struct alignas(64) Span : Extent {
   uint32_t cls = 0;
   uint32_t block_size = 0;
   uint64_t magic = 0;     ///< div_magic(block_size): block index without a divide
   uint32_t capacity = 0;  ///< blocks that fit
   std::atomic<uint32_t> carved{0};  ///< blocks handed out at least once (owner writes; freeing threads read)
   bool in_full = false;   ///< which owner list holds it
-  FreeBlock* free = nullptr;                ///< owner-only free list
-  std::atomic<FreeBlock*> remote{nullptr};  ///< frees from other threads (Treiber stack)
-  std::atomic<Heap*> owner{nullptr};        ///< nullptr while abandoned
+  std::atomic<Heap*> owner{nullptr};  ///< nullptr while abandoned
+  alignas(64) FreeBlock* free = nullptr;  ///< owner-only free list
   Span* prev = nullptr;
   Span* next = nullptr;
+  alignas(64) std::atomic<FreeBlock*> remote{nullptr};  ///< frees from other threads (Treiber stack)
 
   bool has_room() const { return free != nullptr || carved.load(std::memory_order_relaxed) < capacity; }
 };
+// (Where each field lands is checked by pool_test's PoolMetadata.SpanLinesSeparateWhoWritesThem.)
+static_assert(alignof(Span) == 64 && sizeof(Span) == 192, "a span is three cache lines");
 
 /// An intrusive doubly-linked list of spans (16 bytes: the fast path indexes an array of them).
 struct SpanList {
