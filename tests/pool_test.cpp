@@ -552,10 +552,6 @@ TEST(Pool, RequestsBelowTheThresholdArePoolAndAtItMap) {
 
 // ------------------------------------------------------------ metadata placement
 
-// A program walking a page-aligned block page by page writes the first cache line of every page,
-// and so keeps evicting the L1 set those lines share. Descriptors placed there cost every large
-// free and malloc a miss (src/backing/README.md): no Span or MapBlock descriptor may overlap the
-// first 64 bytes of any page.
 // A thread freeing another thread's blocks reads a span's first line and pushes onto its third; the
 // owner writes its second on every allocation and free. Each group on a line of its own keeps the
 // freeing thread from taking the owner's line at every free (and the owner from taking it back).
@@ -585,6 +581,10 @@ TEST(PoolMetadata, SpanLinesSeparateWhoWritesThem) {
   EXPECT_EQ(a->free(p, kSite), Verdict::kOk);
 }
 
+// A program walking a page-aligned block page by page writes the first cache line of every page,
+// and so keeps evicting the L1 set those lines share. Descriptors placed there cost every large
+// free and malloc a miss (src/backing/README.md): no Span or MapBlock descriptor may overlap the
+// first 64 bytes of any page.
 TEST(PoolMetadata, DescriptorsKeepClearOfTheFirstLineOfEveryPage) {
   ScopedAllocator<TestConfig> a;
   std::vector<void*> blocks;
