@@ -324,6 +324,26 @@ TEST_F(MisuseTest, FreeOfWildValues) {
   ExpectAuditOk();
 }
 
+// The free fast path looks a pointer up by its low 47 bits only (Registry::lookup_initialized()),
+// so a live block's address with a higher bit set finds the block's own extent there. The
+// block check must still turn it away (its offset is at least 2^47), and the checked path must
+// call it what it is: not hakmem's. The block stays live.
+TEST_F(MisuseTest, LiveBlockAddressWithABitAbove46IsInvalidAndTheBlockStaysLive) {
+  for (size_t n : {size_t{48}, size_t{1000}, size_t{64 * 1024}, size_t{1} << 20}) {
+    SCOPED_TRACE(n);
+    void* p = a()->alloc(n, kAllocSite);
+    ASSERT_NE(p, nullptr);
+    for (unsigned bit : {47u, 52u, 63u}) {
+      void* q = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p) | uintptr_t{1} << bit);
+      ExpectRejected(q, Verdict::kInvalidPointer, {Verdict::kInvalidPointer, q});
+    }
+    EXPECT_EQ(a()->check(p), Verdict::kOk);
+    FillAndCheck(p, n, 0x5a);
+    EXPECT_EQ(a()->free(p, 0), Verdict::kOk);
+  }
+  ExpectAuditOk();
+}
+
 TEST_F(MisuseTest, FreeOfNullIsOkAndSilent) {
   const StatsSnapshot before = a()->stats();
   EXPECT_EQ(a()->free(nullptr, kFreeSite), Verdict::kOk);

@@ -34,14 +34,16 @@ struct MapBlock;
 struct alignas(64) Span : Extent {
   uint32_t cls = 0;
   uint32_t block_size = 0;
-  uint64_t magic = 0;     ///< div_magic(block_size): block index without a divide
+  uint64_t inverse = 0;   ///< odd_inverse(block_size's odd factor): exact_quotient() of a block offset
   uint32_t capacity = 0;  ///< blocks that fit
   std::atomic<uint32_t> carved{0};  ///< blocks handed out at least once (owner writes; freeing threads read)
+  uint8_t shift = 0;      ///< block_size's power-of-two factor, for exact_quotient()
   bool in_full = false;   ///< which owner list holds it
   std::atomic<Heap*> owner{nullptr};  ///< nullptr while abandoned
   alignas(64) FreeBlock* free = nullptr;  ///< owner-only free list
   Span* prev = nullptr;
   Span* next = nullptr;
+  uint64_t magic = 0;     ///< div_magic(block_size): the block holding an interior pointer (slow path only)
   alignas(64) std::atomic<FreeBlock*> remote{nullptr};  ///< frees from other threads (Treiber stack)
 
   bool has_room() const { return free != nullptr || carved.load(std::memory_order_relaxed) < capacity; }
@@ -467,6 +469,8 @@ class Pool {
     s->cls = static_cast<uint32_t>(c);
     s->block_size = static_cast<uint32_t>(SizeClasses::block_size(c));
     s->magic = div_magic(s->block_size);
+    s->shift = static_cast<uint8_t>(__builtin_ctz(s->block_size));
+    s->inverse = odd_inverse(s->block_size >> s->shift);
     s->capacity = static_cast<uint32_t>(len / s->block_size);
     s->owner.store(h, std::memory_order_relaxed);
     if (!registry_->assign(s->base, len, s)) {

@@ -50,10 +50,14 @@ class Registry {
     return lookup_in(root, addr);
   }
 
-  /// lookup() once init() has succeeded (the root table exists): the free fast path's form.
+  /**
+   * lookup() once init() has succeeded (the root table exists): the free fast path's form. The
+   * bits of `addr` above bit 46 are not looked at: an address with any of them set answers the
+   * extent of the address without them. The caller must reject such an address by its offset
+   * from that extent, which is then at least 2^47 - 16: the free fast path's block check does.
+   */
   Extent* lookup_initialized(uintptr_t addr) const {
-    if ((addr >> kAddressBits) != 0) return nullptr;
-    return lookup_in(root_.load(std::memory_order_acquire), addr);
+    return lookup_in(root_.load(std::memory_order_acquire), addr & ((uintptr_t{1} << kAddressBits) - 1));
   }
 
  private:

@@ -40,6 +40,24 @@ inline uint64_t div_by_magic(uint64_t n, uint64_t d, uint64_t magic) {
   return d == 1 ? n : mul_high(n, magic);
 }
 
+/// The inverse of odd m modulo 2^64 (Newton's iteration: each step doubles the correct low bits).
+constexpr uint64_t odd_inverse(uint64_t m) {
+  uint64_t x = m;  // right to 3 bits for any odd m
+  for (int i = 0; i < 5; ++i) x *= 2 - m * x;
+  return x;
+}
+
+/**
+ * n / d when d divides n, and a value above (2^64 - 1) / d when it does not, for d = odd * 2^shift and
+ * inverse = odd_inverse(odd): the product by the inverse undoes the odd factor exactly on multiples
+ * of it, and the rotation moves any remainder bits of the power of two to the top. One compare of
+ * the result against a count of blocks thus checks divisibility and range at once.
+ */
+inline uint64_t exact_quotient(uint64_t n, uint64_t inverse, unsigned shift) {
+  const uint64_t x = n * inverse;
+  return (x >> shift) | (x << ((64 - shift) & 63));
+}
+
 /// a * b, or false when it overflows.
 inline bool mul_overflows(size_t a, size_t b, size_t* out) { return __builtin_mul_overflow(a, b, out); }
 

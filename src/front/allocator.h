@@ -126,22 +126,24 @@ class Allocator {
     if (__builtin_expect(size < kMinThreshold && t_heap_.id == fast_id_, 1)) {
       Heap* h = t_heap_.heap;
       const size_t c = SizeClasses::class_of(size);
-      const uintptr_t block = pop_head_block(h, c);
-      if (__builtin_expect(block == 0, 0)) return alloc_refill(h, c, size, site, origin);
-      return hand_out_pool_block(h, c, block, size, site, origin, selector_.current_id());
+      FreeBlock* b = pop_head_block(h, c);
+      if (__builtin_expect(b == nullptr, 0)) return alloc_refill(h, c, size, site, origin);
+      return hand_out_pool_block(h, c, block_of(b), size, site, origin, selector_.current_id());
     }
     return alloc_slow(size, site, origin);
   }
 
-  /// The first free block of class c's head span, taken off its list (the block start), or 0
-  /// when there is none: the two loads both short paths share.
-  static HAKMEM_ALWAYS_INLINE uintptr_t pop_head_block(Heap* h, size_t c) {
+  /// The first free block of class c's head span, taken off its list, or nullptr when there is
+  /// none: the two loads both short paths share.
+  static HAKMEM_ALWAYS_INLINE FreeBlock* pop_head_block(Heap* h, size_t c) {
     Span* s = h->partial[c].head;
     FreeBlock* b = s != nullptr ? s->free : nullptr;
-    if (b == nullptr) return 0;
-    s->free = b->next;
-    return reinterpret_cast<uintptr_t>(b) - kHeaderSize;
+    if (b != nullptr) s->free = b->next;
+    return b;
   }
+
+  /// The start of the block whose free-list link is b (its header).
+  static HAKMEM_ALWAYS_INLINE uintptr_t block_of(FreeBlock* b) { return reinterpret_cast<uintptr_t>(b) - kHeaderSize; }
 
   /// alloc() past its fast path: out of line, so the fast path needs no stack frame.
   [[gnu::noinline]] void* alloc_slow(size_t size, uintptr_t site, Origin origin) {
@@ -170,9 +172,9 @@ class Allocator {
   /// block when it has one, else the general path.
   [[gnu::noinline]] void* alloc_pool_short(Heap* h, size_t size, uintptr_t site, Origin origin, uint8_t strategy) {
     const size_t c = SizeClasses::class_of(size);
-    if (const uintptr_t block = pop_head_block(h, c)) {
+    if (FreeBlock* b = pop_head_block(h, c)) {
       if (learning_) --t_heap_.sample_countdown;  // (here size >= kMinThreshold: alloc() took the rest)
-      return hand_out_pool_block(h, c, block, size, site, origin, strategy);
+      return hand_out_pool_block(h, c, block_of(b), size, site, origin, strategy);
     }
     return alloc_general(size, site, origin);
   }
@@ -333,14 +335,17 @@ class Allocator {
   }
 
   /**
-   * free() from a libc or C++ entry point whose caller is `site`: free_fast(), then
-   * free_checked() when it declines. A large free and a misuse leave through tail calls,
-   * so only the Pool path needs the registers it saves. free(NULL) returns at once.
+   * free() from a libc or C++ entry point: free_fast(), then free_checked() when it declines. A
+   * large free and a misuse leave through tail calls, so only the Pool path needs the registers
+   * it saves. free(NULL) returns at once. The free site for reports is the entry point's caller,
+   * read only on those two ways out: this function is always inlined into the entry point, whose
+   * return address __builtin_return_address(0) then is, and the Pool path keeps no register for it.
    */
-  HAKMEM_ALWAYS_INLINE void free_entry(void* p, uintptr_t site, Origin origin) {
+  HAKMEM_ALWAYS_INLINE void free_entry(void* p, Origin origin) {
     if (p == nullptr) return;
     MapBlock* mb = nullptr;
     if (__builtin_expect(free_fast_pool(p, origin, kUnsized, &mb), 1)) return;
+    const auto site = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
     if (mb != nullptr) {
       map_free_or_check(mb, reinterpret_cast<uintptr_t>(p), site, origin);
     } else {
@@ -364,9 +369,12 @@ class Allocator {
     }
     auto* s = static_cast<Span*>(e);
     const uintptr_t block = u - kHeaderSize;
-    const uint64_t off = block - s->base;          // wraps for p < base + 16: idx then exceeds carved
-    const uint64_t idx = mul_high(off, s->magic);  // Pool blocks are >= 32 bytes: no d == 1 case
-    if (__builtin_expect(idx * s->block_size != off || idx >= s->carved.load(std::memory_order_relaxed), 0)) {
+    // p - 16 must be the start of a block handed out: its offset a multiple of the block size, and
+    // its index below the carved count. exact_quotient() is the index of a multiple and more than
+    // any block count otherwise, so one compare checks both. (An offset that wraps, p < base + 16,
+    // or that an address above bit 46 makes huge (lookup_initialized()), is past every count too.)
+    const uint64_t off = block - s->base;
+    if (__builtin_expect(exact_quotient(off, s->inverse, s->shift) >= s->carved.load(std::memory_order_relaxed), 0)) {
       return false;
     }
     // Method, state and origin must be Pool, Live and this origin: the header with those
@@ -384,14 +392,16 @@ class Allocator {
     // two callee-saved registers for the re-seal, and the path pays two more pushes and pops than
     // the two loads it saves (pairs: 123 to 118 instructions per free).
     asm volatile("" ::: "memory");
-    HeaderCodec::store(codec_.sealed_from_live(h, sum, State::kFree), reinterpret_cast<void*>(block));
+    codec_.seal_live_in_place(sum, State::kFree, reinterpret_cast<void*>(block));
     Heap* me = t_heap_.heap;
     me->counters.pool_frees[s->cls].add(1);
     track_free(u, s->block_size - kHeaderSize, sizeof(FreeBlock));
     if (__builtin_expect(s->owner.load(std::memory_order_relaxed) == me && !s->in_full, 1)) {
-      // The address from the span, not from p: the same value, and the compiler then does not
-      // take p's provenance (a test may pass the address of a local) for the block's.
-      auto* b = reinterpret_cast<FreeBlock*>(s->base + off + kHeaderSize);
+      // The address passes through an empty asm (no instruction), so the compiler does not take
+      // p's provenance (a test may pass the address of a local) for the block's.
+      uintptr_t link = u;
+      asm("" : "+r"(link));
+      auto* b = reinterpret_cast<FreeBlock*>(link);
       b->next = s->free;
       s->free = b;
     } else {
@@ -434,7 +444,7 @@ class Allocator {
     if (!codec_.matches(h, sum)) return false;
     const uint64_t size = h.size();
     if (size > mb->capacity_at(0) || (sized != kUnsized && size != sized)) return false;
-    HeaderCodec::store(codec_.sealed_from_live(h, sum, State::kCached), reinterpret_cast<void*>(block));
+    codec_.seal_live_in_place(sum, State::kCached, reinterpret_cast<void*>(block));
     mb->state = State::kCached;
     const int64_t length = static_cast<int64_t>(mb->length);
     me->counters.slot_puts.add(1);  // (map_held_bytes keeps it: see HeapCounters)

@@ -16,4 +16,4 @@ extern Allocator<ProcessConfig> g_process;
 
 /// Frees p through the process allocator from an entry point (Allocator::free_entry()): the
 /// entry point's caller is the free site, for reports.
-#define HAKMEM_PROCESS_FREE(p, origin) ::hakmem::g_process.free_entry((p), HAKMEM_CALLER, (origin))
+#define HAKMEM_PROCESS_FREE(p, origin) ::hakmem::g_process.free_entry((p), (origin))

@@ -78,7 +78,10 @@ struct alignas(16) Header {
   State state() const { return static_cast<State>((lo >> 34) & 3); }
   Origin origin() const { return static_cast<Origin>((lo >> 36) & 3); }
   uint8_t strategy() const { return static_cast<uint8_t>((lo >> 38) & 15); }
-  uint64_t size() const { return (lo >> 42) << 17 | (hi >> 47); }
+  uint64_t size() const {
+    // (lo >> 42) << 17 | hi >> 47, as one double-width shift (shrd).
+    return static_cast<uint64_t>((static_cast<unsigned __int128>(lo >> 42) << 64 | hi) >> 47);
+  }
   uintptr_t site() const { return hi & ((uintptr_t{1} << 47) - 1); }
   HeaderFields fields() const { return HeaderFields{method(), state(), origin(), strategy(), size(), site()}; }
 };
@@ -197,26 +200,33 @@ class HeaderCodec {
     return h;
   }
 
-  /// The keyed sum of h as if stored at `at` (for matches() and sealed_from_live()).
+  /// The keyed sum of h as if stored at `at` (for matches() and seal_live_in_place()).
   uint32_t sum_of(const Header& h, uintptr_t at) const { return keyed_sum(h, at); }
 
   /// True when h's checksum field is the one its keyed sum gives (the caller checks the method).
   bool matches(const Header& h, uint32_t sum) const { return static_cast<uint32_t>(h.lo) == finish(sum); }
 
-  /// resealed(h, sum, to) for a header known to be Live, with the sum's step precomputed: the
-  /// re-seal of the free fast paths (Free for a Pool block, Cached for one kept in a large slot).
-  Header sealed_from_live(Header h, uint32_t sum, State to) const {
-    h.lo = (h.lo & ~(uint64_t{0xffffffff} | uint64_t{3} << 34)) | uint64_t{static_cast<uint8_t>(to)} << 34;
-    h.lo |= finish(sum + live_step_[static_cast<uint8_t>(to) & 3]);
-    return h;
-  }
-
   /// h with its state changed and its checksum recomputed for `at` from scratch (the reference that
-  /// tests hold resealed() and sealed_from_live() to; the free paths re-seal incrementally).
+  /// tests hold resealed() and seal_live_in_place() to; the free paths re-seal incrementally).
   Header with_state(Header h, State s, uintptr_t at) const {
     h.lo = (h.lo & ~(uint64_t{0xffffffff} | uint64_t{3} << 34)) | uint64_t{static_cast<uint8_t>(s)} << 34;
     h.lo |= checksum(h, at);
     return h;
+  }
+
+  /**
+   * resealed(h, sum, to) written in place over h, the Live header stored at `at`, with the sum's
+   * step precomputed: the re-seal of the free fast paths (Free for a Pool block, Cached for one
+   * kept in a large slot). Only the state bits, which Live holds as 0, and the checksum word
+   * change, so it sets the one and overwrites the other, the checksum last (two stores, no field
+   * masking).
+   */
+  void seal_live_in_place(uint32_t sum, State to, void* at) const {
+    const uint32_t checksum = finish(sum + live_step_[static_cast<uint8_t>(to) & 3]);
+    static_assert(static_cast<uint8_t>(State::kLive) == 0, "a Live header's state bits are 0");
+    static_cast<unsigned char*>(at)[4] |= static_cast<unsigned char>((static_cast<uint8_t>(to) & 3) << 2);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    memcpy(at, &checksum, sizeof(checksum));
   }
 
   /// Stores h at `at`, the checksum word last.

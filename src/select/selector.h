@@ -62,7 +62,13 @@ class Selector {
   }
 
   /// The id alone: enough where the size cannot reach any threshold (the Pool fast path).
-  uint8_t current_id() const { return current_.load(std::memory_order_relaxed); }
+  uint8_t current_id() const {
+    const uint8_t id = current_.load(std::memory_order_relaxed);
+    // Every id stored is below 2^kStrategyBits (static_assert above): saying so lets the header
+    // encoder drop its field mask.
+    if (id >= (1u << kStrategyBits)) __builtin_unreachable();
+    return id;
+  }
 
   StrategySnapshot snapshot() const {
     const uint8_t id = current_.load(std::memory_order_acquire);
