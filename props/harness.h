@@ -209,6 +209,8 @@ class Harness {
     RC_ASSERT(r.pending == 0u);  // I7/I10: after flush, nothing pending
     RC_ASSERT(r.cached == 0u);
     RC_ASSERT(a_->stats().pending_bytes == 0u);
+    // A flush also purges the pages of empty Pool spans: no live block may lose a byte (I4, I6).
+    check_contents();
   }
 
   void flush_pending() {
@@ -238,6 +240,7 @@ class Harness {
     RC_ASSERT(s.pending_bytes == r.pending);
     RC_ASSERT(batch_ == 0 || s.pending_bytes < batch_);  // I10: the batch threshold flushes
     RC_ASSERT(pal().calls(PalOp::kUnmap) == s.unmap_calls);  // I1: every munmap is one the releaser counted
+    RC_ASSERT(pal().calls(PalOp::kAdvise) == s.purge_calls);  // I1: every madvise is a purge the releaser counted
     RC_ASSERT(s.errors_total == expected_errors_);  // no correct use is ever reported (I8 counts its misuses)
     if (expected_errors_ == 0) RC_ASSERT(reports_.empty());
     if (after_op) after_op(*this);

@@ -49,8 +49,9 @@ int g_global_object = 0;
 // I1: only BatchReleaser unmaps or releases pages. Every munmap the platform saw is one the
 // releaser counted, happened while the releaser was giving back exactly what it was handed
 // (bytes handed over = bytes unmapped + bytes pending), and nothing the platform mapped went
-// away behind its back (mincore). A layer that called munmap itself, or a releaser that
-// unmapped something it was never given, breaks one of these.
+// away behind its back (mincore). Every madvise is a purge of empty Pool spans the releaser
+// counted (calls and bytes), of pages still mapped. A layer that called munmap or madvise
+// itself, or a releaser that released something it was never given, breaks one of these.
 HAKMEM_PROP(Invariants, I1_OnlyBatchUnmaps, ()) {
   Harness h(with_cache_and_batch(*rc::gen::element<uint64_t>(0, 1 << 20, 64 << 20),
                                  *rc::gen::element<uint64_t>(0, 1 << 20, 8 << 20)));
@@ -58,7 +59,8 @@ HAKMEM_PROP(Invariants, I1_OnlyBatchUnmaps, ()) {
     const StatsSnapshot s = x.a().stats();
     RC_ASSERT(x.pal().calls(PalOp::kUnmap) == s.unmap_calls);
     RC_ASSERT(x.pal().bytes(PalOp::kUnmap) + s.pending_bytes == s.release_bytes);
-    RC_ASSERT(x.pal().calls(PalOp::kAdvise) == 0u);  // the releaser releases by munmap only
+    RC_ASSERT(x.pal().calls(PalOp::kAdvise) == s.purge_calls);
+    RC_ASSERT(x.pal().bytes(PalOp::kAdvise) == s.purged_bytes);
   };
   run_commands(h);
   RC_ASSERT(h.pal().verify_mapped());
@@ -71,6 +73,8 @@ HAKMEM_PROP(Invariants, I1_OnlyBatchUnmaps, ()) {
       for (uintptr_t a = r.addr; a < r.addr + r.len; a += 4096) mapped[a] = 1;
     } else if (r.op == PalOp::kUnmap) {
       for (uintptr_t a = r.addr; a < r.addr + r.len; a += 4096) RC_ASSERT(mapped.erase(a) == 1u);
+    } else if (r.op == PalOp::kAdvise) {
+      for (uintptr_t a = r.addr; a < r.addr + r.len; a += 4096) RC_ASSERT(mapped.count(a) == 1u);  // still mapped
     }
   }
   h.drain();

@@ -532,6 +532,169 @@ TEST(PoolThreads, BlocksLeftLiveByManyExitedThreadsAreAllFreeable) {
 
 // ------------------------------------------------------------ I3 at the threshold
 
+// ------------------------------------------------------------ trim: empty spans' pages go back
+
+namespace {
+
+constexpr size_t kTrimSize = 1000;  // class 1024: 63 blocks per 64 KiB span
+
+size_t TrimSpanBlocks() {
+  const size_t c = SizeClasses::class_of(kTrimSize);
+  return SizeClasses::span_size(c) / SizeClasses::block_size(c);
+}
+
+uint64_t TrimSpanBytes() { return SizeClasses::span_size(SizeClasses::class_of(kTrimSize)); }
+
+/// n blocks of kTrimSize, each filled with 0x5a.
+std::vector<void*> AllocFilled(Allocator<RecordingConfig>* a, size_t n) {
+  std::vector<void*> v;
+  for (size_t i = 0; i < n; ++i) {
+    void* p = a->alloc(kTrimSize, kSite);
+    if (p == nullptr) break;
+    Fill(p, kTrimSize, 0x5a);
+    v.push_back(p);
+  }
+  return v;
+}
+
+}  // namespace
+
+// A trim (flush: hak_flush, malloc_trim) gives back the pages of every span of the caller's whose
+// carved blocks are all free, through the releaser (I1): the spans stay mapped and registered,
+// start carving afresh, and read as zeros. A span with one live block keeps its pages and the
+// block its bytes.
+TEST(PoolTrim, AFlushPurgesTheCallersEmptySpansAndKeepsTheOthers) {
+  ScopedAllocator<RecordingConfig> a(PoolOptions());
+  const size_t per_span = TrimSpanBlocks();
+  auto& reg = a->registry_for_testing();
+  const auto span_of = [&](void* p) { return reg.lookup(reinterpret_cast<uintptr_t>(p)); };
+  // Spans A and B filled, span C (the head) partly carved.
+  std::vector<void*> blocks = AllocFilled(&*a, 2 * per_span + 5);
+  ASSERT_EQ(blocks.size(), 2 * per_span + 5);
+  Extent* const span_b = span_of(blocks[per_span]);
+  void* const keep = blocks[per_span + 7];  // the one live block of span B
+  for (void* p : blocks) {
+    if (p != keep) {
+      ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
+    }
+  }
+  const uint64_t spans = a->stats().pool_spans;
+  const uint64_t advises = a->pal().calls(PalOp::kAdvise);
+  a->flush();
+  const StatsSnapshot s = a->stats();
+  EXPECT_EQ(s.purged_bytes, 2 * TrimSpanBytes()) << "spans A and C, not B";
+  EXPECT_GE(s.purge_calls, 1u);
+  EXPECT_EQ(a->pal().calls(PalOp::kAdvise) - advises, s.purge_calls);
+  EXPECT_EQ(a->pal().calls(PalOp::kAdvise), a->pal().calls(PalOp::kAdvise, Layer::kRelease)) << "I1";
+  EXPECT_EQ(s.pool_spans, spans) << "purged spans stay mapped and registered";
+  EXPECT_TRUE(AllBytes(keep, kTrimSize, 0x5a)) << "a live block keeps its bytes";
+  EXPECT_EQ(a->check(keep), Verdict::kOk);
+  EXPECT_AUDIT_OK(a);
+
+  // A stale pointer into a purged span is still turned away (its span carved nothing now).
+  const Verdict stale = a->check(blocks[0]);
+  EXPECT_TRUE(stale == Verdict::kInvalidPointer || stale == Verdict::kDoubleFree) << verdict_name(stale);
+
+  // The purged spans carve afresh from zeroed pages; no new span is mapped for them.
+  std::vector<void*> again;
+  for (size_t i = 0; i < per_span + 5; ++i) {
+    void* p = a->alloc(kTrimSize, kSite);
+    ASSERT_NE(p, nullptr);
+    if (span_of(p) != span_b) {
+      EXPECT_TRUE(AllBytes(p, kTrimSize, 0)) << "block " << i << " kept old bytes";
+    }
+    Fill(p, kTrimSize, 0x6b);
+    again.push_back(p);
+  }
+  EXPECT_EQ(a->stats().pool_spans, spans);
+  EXPECT_AUDIT_OK(a);
+  for (void* p : again) ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
+  ASSERT_EQ(a->free(keep, kSite), Verdict::kOk);
+  EXPECT_AUDIT_OK(a);
+}
+
+// Blocks another thread freed sit on the span's remote stack: the trim drains them first, so a
+// span emptied by remote frees (even one on the full list) is purged too.
+TEST(PoolTrim, ASpanEmptiedByRemoteFreesIsPurged) {
+  ScopedAllocator<RecordingConfig> a(PoolOptions());
+  std::vector<void*> blocks = AllocFilled(&*a, TrimSpanBlocks());  // one full span
+  ASSERT_EQ(blocks.size(), TrimSpanBlocks());
+  std::thread t([&] {
+    for (void* p : blocks) ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
+  });
+  t.join();
+  EXPECT_EQ(a->stats().remote_frees, blocks.size());
+  a->flush();
+  EXPECT_EQ(a->stats().purged_bytes, TrimSpanBytes());
+  EXPECT_AUDIT_OK(a);
+  void* p = a->alloc(kTrimSize, kSite);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p, blocks[0]) << "the purged span carves from its start again";
+  EXPECT_TRUE(AllBytes(p, kTrimSize, 0));
+  ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
+  EXPECT_AUDIT_OK(a);
+}
+
+// An exited thread's spans are abandoned: a trim from any thread purges the empty ones, and a
+// thread that adopts one later gets zeroed blocks from it. A live thread's spans are its own:
+// the trim leaves them, and their free lists, as they are. (The live thread uses another class,
+// so it adopts none of the exited thread's spans.)
+TEST(PoolTrim, ExitedThreadsEmptySpansArePurgedALiveThreadsAreNot) {
+  ScopedAllocator<RecordingConfig> a(PoolOptions());
+  std::thread gone([&] {
+    std::vector<void*> v = AllocFilled(&*a, 3 * TrimSpanBlocks());
+    for (void* p : v) ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
+  });
+  gone.join();
+  constexpr size_t kOther = 500;
+  std::atomic<int> stage{0};
+  std::thread alive([&] {
+    std::vector<void*> v;
+    for (int i = 0; i < 10; ++i) {
+      v.push_back(a->alloc(kOther, kSite));
+      ASSERT_NE(v.back(), nullptr);
+      Fill(v.back(), kOther, 0x5a);
+    }
+    for (void* p : v) ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
+    stage = 1;
+    while (stage.load() != 2) std::this_thread::yield();
+    // Its free list is intact (LIFO gives the last block back) and so are the bytes past the
+    // list link the free wrote.
+    void* p = a->alloc(kOther, kSite);
+    EXPECT_EQ(p, v.back());
+    EXPECT_TRUE(AllBytes(static_cast<char*>(p) + 8, kOther - 8, 0x5a)) << "a live thread's span was purged";
+    ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
+  });
+  while (stage.load() != 1) std::this_thread::yield();
+  a->flush();
+  EXPECT_EQ(a->stats().purged_bytes, 3 * TrimSpanBytes()) << "the exited thread's three spans only";
+  stage = 2;
+  alive.join();
+  EXPECT_AUDIT_OK(a);
+  std::thread adopter([&] {
+    void* p = a->alloc(kTrimSize, kSite);
+    ASSERT_NE(p, nullptr);
+    EXPECT_TRUE(AllBytes(p, kTrimSize, 0)) << "an adopted purged span carves zeroed blocks";
+    ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
+  });
+  adopter.join();
+  EXPECT_AUDIT_OK(a);
+}
+
+// Paranoid mode checks a freed block's fill when it is reused: a trim must not wipe that
+// evidence, so it purges no span.
+TEST(PoolTrim, ParanoidModePurgesNothing) {
+  Options o = PoolOptions();
+  o.set(Opt::kHardening, kHardeningParanoid);
+  ScopedAllocator<RecordingConfig> a(o);
+  std::vector<void*> v = AllocFilled(&*a, 2 * TrimSpanBlocks());
+  for (void* p : v) ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
+  a->flush();
+  EXPECT_EQ(a->stats().purge_calls, 0u);
+  EXPECT_EQ(a->pal().calls(PalOp::kAdvise), 0u);
+  EXPECT_AUDIT_OK(a);
+}
+
 TEST(Pool, RequestsBelowTheThresholdArePoolAndAtItMap) {
   Options o;
   o.set(Opt::kThreshold, 256 * kKiB);

@@ -41,7 +41,10 @@ HAKMEM_API void* hak_realloc(void* ptr, size_t size);
 HAKMEM_API void* hak_aligned_alloc(size_t align, size_t size);
 /** Bytes usable at ptr (at least what was asked for); 0 for NULL. */
 HAKMEM_API size_t hak_usable_size(const void* ptr);
-/** Empties BigCache and releases every pending range to the OS now. */
+/**
+ * Empties BigCache, releases every pending range to the OS now, and gives back the pages of
+ * empty Pool spans (the calling thread's and those of threads that exited; not in paranoid mode).
+ */
 HAKMEM_API void hak_flush(void);
 /** Writes the statistics table (the stats=1 output) through fn. */
 HAKMEM_API void hak_stats_print(hak_write_fn fn, void* arg);

@@ -169,6 +169,12 @@ static_assert(kMetaLine + offsetof(Heap, full) <= kMetaPage &&
               "the full lists must cover the first line of the heap's second page");
 static_assert(kMetaLine + sizeof(Heap) <= 2 * kMetaPage, "a heap must not reach a third page");
 
+/// Pages of an empty span whose contents nobody may read any more (Pool::purge_empty()).
+struct PageRange {
+  uintptr_t base;
+  size_t len;
+};
+
 /// Hands a mapping the backing cannot keep to the releaser (the only unmapper).
 struct GiveBack {
   void (*fn)(void* ctx, uintptr_t base, size_t len) = nullptr;
@@ -313,6 +319,65 @@ class Pool {
     }
   }
 
+  /**
+   * Trim: every span of heap `own` (the calling thread's, or nullptr) and every abandoned span
+   * whose carved blocks are all free, once its remote frees are drained, is made fresh again (no
+   * free list, nothing carved; a full one moves to the partial list) and its pages go to
+   * `purge(PageRange*, size_t)`, the releaser, in batches, to be given back while they stay
+   * mapped and registered. Other threads' heaps are theirs alone and are left as they are. An
+   * abandoned span is taken off its list while this runs, so no thread adopts and carves it
+   * before its pages are purged. Returns the spans purged.
+   */
+  template <class Purge>
+  uint64_t purge_empty(Heap* own, Purge&& purge) {
+    PageRange batch[64];
+    size_t n = 0;
+    uint64_t spans = 0;
+    const auto take = [&](Span* s) {
+      s->free = nullptr;
+      s->carved.store(0, std::memory_order_relaxed);
+      batch[n++] = PageRange{s->base, s->length};
+      ++spans;
+      if (n == std::size(batch)) {
+        purge(batch, n);
+        n = 0;
+      }
+    };
+    if (own != nullptr) {
+      for (size_t c = 0; c < SizeClasses::kCount; ++c) {
+        for (Span* s = own->partial[c].head; s != nullptr; s = s->next) {
+          if (all_free(s)) take(s);
+        }
+        for (Span* s = own->full[c].head; s != nullptr;) {
+          Span* next = s->next;
+          if (all_free(s)) {
+            own->full[c].remove(s);
+            s->in_full = false;
+            own->partial[c].push_back(s);
+            take(s);
+          }
+          s = next;
+        }
+      }
+    }
+    for (size_t c = 0; c < SizeClasses::kCount; ++c) {
+      SpanList held;
+      {
+        LockGuard g(lists_lock_);
+        std::swap(held, abandoned_[c]);
+      }
+      for (Span* s = held.head; s != nullptr; s = s->next) {
+        if (all_free(s)) take(s);
+      }
+      if (n != 0) purge(batch, n);  // before any of them can be adopted again
+      n = 0;
+      LockGuard g(lists_lock_);
+      while (Span* s = held.pop()) abandoned_[c].push(s);
+    }
+    if (n != 0) purge(batch, n);
+    return spans;
+  }
+
   /// Bytes of all spans (the Pool's share of mapped memory).
   uint64_t span_bytes() const { return span_bytes_.load(std::memory_order_relaxed); }
   uint64_t span_count() const { return spans_.live(); }
@@ -402,6 +467,16 @@ class Pool {
       s->free = list;
       list = next;
     }
+  }
+
+  /// True when s has carved blocks and every one is free (its remote frees drained first): a
+  /// walk of its free list, for a trim only. The caller owns s.
+  static bool all_free(Span* s) {
+    drain_remote(s);
+    const uint32_t carved = s->carved.load(std::memory_order_relaxed);
+    uint32_t free = 0;
+    for (FreeBlock* b = s->free; b != nullptr && free <= carved; b = b->next) ++free;
+    return carved != 0 && free == carved;
   }
 
   uintptr_t alloc_slow(Heap* h, size_t c) {

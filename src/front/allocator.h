@@ -551,15 +551,23 @@ class Allocator {
     return selector_.init_fixed(threshold);
   }
 
-  /// Evicts BigCache and releases everything pending (hak_flush, malloc_trim).
+  /**
+   * Evicts BigCache, releases everything pending, and gives back the pages of empty Pool spans
+   * (hak_flush, malloc_trim). The caller's own slot and spans too; other threads' slots and
+   * spans stay theirs (as glibc's trim leaves other threads' tcaches): a thread's slot goes back
+   * to BigCache when it exits, and its spans become abandoned ones, which a trim purges.
+   * Paranoid mode purges no span: a freed block keeps its fill until its reuse checks it.
+   */
   void flush() {
     if (!ready()) return;
-    const LargeOp guard(*this);  // drained blocks are in no structure until the releaser has them
-    // The caller's own slot too; other threads' slots stay theirs (as glibc's trim leaves other
-    // threads' tcaches): a thread's slot goes back to BigCache when it exits.
-    if (t_heap_.id == id_) slot_to_cache(t_heap_.heap);
+    // Drained blocks are in no structure until the releaser has them, and abandoned spans are
+    // off their list while purged: a fork waits for both.
+    const LargeOp guard(*this);
+    Heap* own = t_heap_.id == id_ ? t_heap_.heap : nullptr;
+    if (own != nullptr) slot_to_cache(own);
     cache_.drain();
     releaser_.flush();
+    if (!paranoid_) pool_.purge_empty(own, [this](PageRange* r, size_t n) { releaser_.purge(r, n); });
   }
 
   /// TestOnly: releases what is pending without touching the cache.
@@ -609,6 +617,8 @@ class Allocator {
     s.release_bytes = rc.bytes.load();
     s.release_flushes = rc.flushes.load();
     s.unmap_calls = rc.unmap_calls.load();
+    s.purge_calls = rc.purge_calls.load();
+    s.purged_bytes = rc.purged_bytes.load();
     s.syscalls_saved = rc.syscalls_saved.load();
     s.pending_bytes = releaser_.pending_bytes();
     s.batch_bytes = releaser_.batch_bytes();

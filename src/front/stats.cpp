@@ -37,7 +37,8 @@ void print_stats_table(const StatsSnapshot& s, WriteFn fn, void* arg) {
   o.size(s.slot_max).str(")\n");
   o.str("  release   blocks ").dec(s.release_blocks).str(", ").size(s.release_bytes).str(", flushes ");
   o.dec(s.release_flushes).str(", munmap calls ").dec(s.unmap_calls).str(", syscalls saved ");
-  o.dec(s.syscalls_saved).str(", pending ").size(s.pending_bytes).str(" (batch ").size(s.batch_bytes).str(")\n");
+  o.dec(s.syscalls_saved).str(", pending ").size(s.pending_bytes).str(" (batch ").size(s.batch_bytes);
+  o.str("), purged ").size(s.purged_bytes).str(" of empty spans in ").dec(s.purge_calls).str(" calls\n");
   o.str("  memory    mapped ").size(s.mapped_bytes).str(" = pool spans ").size(s.pool_span_bytes);
   o.str(" + map live ").size(s.map_live_bytes).str(" + cached ").size(s.cache_bytes).str(" + slots ");
   o.size(s.slot_bytes).str(" + pending ");
@@ -127,6 +128,8 @@ void print_stats_json(const StatsSnapshot& s, WriteFn fn, void* arg) {
   kv("flushes", s.release_flushes);
   kv("munmap_calls", s.unmap_calls);
   kv("syscalls_saved", s.syscalls_saved);
+  kv("purge_calls", s.purge_calls);
+  kv("purged_bytes", s.purged_bytes);
   kv("pending_bytes", s.pending_bytes);
   kv("batch_bytes", s.batch_bytes, true);
   o.str("},\"memory\":{");

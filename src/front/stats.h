@@ -28,6 +28,7 @@ struct StatsSnapshot {
   uint64_t cache_grows = 0, cache_shrinks = 0;
   // BatchReleaser
   uint64_t release_blocks = 0, release_bytes = 0, release_flushes = 0, unmap_calls = 0, syscalls_saved = 0;
+  uint64_t purge_calls = 0, purged_bytes = 0;  ///< empty Pool spans' pages given back on a trim
   uint64_t pending_bytes = 0, batch_bytes = 0;
   // memory (I7: mapped = pool spans + map live + cached + slots + pending + metadata)
   uint64_t mapped_bytes = 0, metadata_bytes = 0;

@@ -157,11 +157,13 @@ HAKMEM_EXPORT struct mallinfo mallinfo(void) {
   return m;
 }
 
-/// Releases BigCache and every pending range now; 1 when memory went back to the OS.
+/// Releases BigCache, every pending range and the pages of empty Pool spans (the caller's and
+/// exited threads') now; 1 when memory went back to the OS.
 HAKMEM_EXPORT int malloc_trim(size_t /*pad*/) {
-  const uint64_t before = g_process.stats().unmap_calls;
+  const hakmem::StatsSnapshot before = g_process.stats();
   g_process.flush();
-  return g_process.stats().unmap_calls != before ? 1 : 0;
+  const hakmem::StatsSnapshot after = g_process.stats();
+  return after.unmap_calls != before.unmap_calls || after.purge_calls != before.purge_calls ? 1 : 0;
 }
 
 /// The stats table, on stderr as glibc's malloc_stats prints.

@@ -22,7 +22,10 @@ struct ReleaseCounters {
   std::atomic<uint64_t> syscalls_saved{0};  ///< ranges released minus munmap calls (coalescing)
   std::atomic<uint64_t> unmap_failures{0};
   std::atomic<uint64_t> unmapped_bytes{0};  ///< bytes given back to the OS, ever
+  std::atomic<uint64_t> purge_calls{0};     ///< madvise(MADV_DONTNEED) syscalls made (purge())
+  std::atomic<uint64_t> purged_bytes{0};    ///< bytes whose pages purge() gave back (still mapped)
 };
+
 
 /**
  * Holds ranges waiting to be unmapped and releases them together: when the
@@ -31,7 +34,8 @@ struct ReleaseCounters {
  * decay_ns) and at exit. A flush sorts the ranges by address and unmaps each
  * run of adjacent ranges with one munmap. A block's pages stay mapped, and
  * registered, until its flush: a double free of a pending block is still seen
- * as one. It is the only holder of a ReleaseCapability (I1).
+ * as one. It also purges ranges that stay mapped (purge()). It is the only holder of a
+ * ReleaseCapability (I1).
  */
 template <class Pal>
 class BatchReleaser {
@@ -75,6 +79,26 @@ class BatchReleaser {
     if (n == 0) return 0;
     release(batch, n);
     return n;
+  }
+
+  /**
+   * Gives the pages of ranges that stay mapped back to the OS now (madvise MADV_DONTNEED: they
+   * read as zeros when next touched): empty Pool spans on a trim. Sorted and coalesced, so a run
+   * of adjacent ranges costs one call. Must be called with no hot lock held.
+   */
+  void purge(PageRange* ranges, size_t n) {
+    std::sort(ranges, ranges + n, [](const PageRange& a, const PageRange& b) { return a.base < b.base; });
+    for (size_t i = 0; i < n;) {
+      const uintptr_t run_base = ranges[i].base;
+      size_t run_len = ranges[i].len;
+      size_t j = i + 1;
+      while (j < n && ranges[j].base == run_base + run_len) run_len += ranges[j++].len;
+      if (pal_->advise_dontneed(ReleaseCapability{}, reinterpret_cast<void*>(run_base), run_len)) {
+        counters_.purged_bytes.fetch_add(run_len, std::memory_order_relaxed);
+      }
+      counters_.purge_calls.fetch_add(1, std::memory_order_relaxed);
+      i = j;
+    }
   }
 
   uint64_t pending_bytes() const { return pending_bytes_.load(std::memory_order_relaxed); }
