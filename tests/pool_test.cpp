@@ -635,6 +635,34 @@ TEST(PoolTrim, ASpanEmptiedByRemoteFreesIsPurged) {
   EXPECT_AUDIT_OK(a);
 }
 
+// A full span with some blocks freed by another thread is not empty, but the trim drained its
+// remote frees: it goes back to the partial list, behind the head, so its blocks are used before
+// the head carves new ones (as after a drain on the allocation path).
+TEST(PoolTrim, AFullSpanTheTrimDrainsGoesBackToThePartialList) {
+  ScopedAllocator<RecordingConfig> a(PoolOptions());
+  const size_t per_span = TrimSpanBlocks();
+  std::vector<void*> blocks = AllocFilled(&*a, per_span + 1);  // span A full, span B the head
+  ASSERT_EQ(blocks.size(), per_span + 1);
+  const std::set<void*> remote(blocks.begin() + 10, blocks.begin() + 13);
+  std::thread t([&] {
+    for (void* p : remote) ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
+  });
+  t.join();
+  a->flush();
+  EXPECT_EQ(a->stats().purged_bytes, 0u) << "neither span is empty";
+  EXPECT_AUDIT_OK(a);
+  std::set<void*> got;
+  for (size_t i = 0; i < remote.size(); ++i) got.insert(a->alloc(kTrimSize, kSite));
+  EXPECT_EQ(got, remote) << "the drained blocks come before new ones";
+  for (void* p : got) ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
+  for (void* p : blocks) {
+    if (remote.count(p) == 0) {
+      ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
+    }
+  }
+  EXPECT_AUDIT_OK(a);
+}
+
 // An exited thread's spans are abandoned: a trim from any thread purges the empty ones, and a
 // thread that adopts one later gets zeroed blocks from it. A live thread's spans are its own:
 // the trim leaves them, and their free lists, as they are. (The live thread uses another class,

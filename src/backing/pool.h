@@ -322,11 +322,12 @@ class Pool {
   /**
    * Trim: every span of heap `own` (the calling thread's, or nullptr) and every abandoned span
    * whose carved blocks are all free, once its remote frees are drained, is made fresh again (no
-   * free list, nothing carved; a full one moves to the partial list) and its pages go to
+   * free list, nothing carved) and its pages go to
    * `purge(PageRange*, size_t)`, the releaser, in batches, to be given back while they stay
    * mapped and registered. Other threads' heaps are theirs alone and are left as they are. An
    * abandoned span is taken off its list while this runs, so no thread adopts and carves it
-   * before its pages are purged. Returns the spans purged.
+   * before its pages are purged. A full span of `own`'s that the drain gave room moves to the
+   * partial list, as alloc_slow() would move it. Returns the spans purged.
    */
   template <class Purge>
   uint64_t purge_empty(Heap* own, Purge&& purge) {
@@ -350,12 +351,13 @@ class Pool {
         }
         for (Span* s = own->full[c].head; s != nullptr;) {
           Span* next = s->next;
-          if (all_free(s)) {
+          const bool empty = all_free(s);
+          if (s->has_room()) {  // remote frees drained into it: it belongs on the partial list
             own->full[c].remove(s);
             s->in_full = false;
             own->partial[c].push_back(s);
-            take(s);
           }
+          if (empty) take(s);
           s = next;
         }
       }
