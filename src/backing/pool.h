@@ -327,18 +327,16 @@ class Pool {
    * mapped and registered. Other threads' heaps are theirs alone and are left as they are. An
    * abandoned span is taken off its list while this runs, so no thread adopts and carves it
    * before its pages are purged. A full span of `own`'s that the drain gave room moves to the
-   * partial list, as alloc_slow() would move it. Returns the spans purged.
+   * partial list, as alloc_slow() would move it.
    */
   template <class Purge>
-  uint64_t purge_empty(Heap* own, Purge&& purge) {
+  void purge_empty(Heap* own, Purge&& purge) {
     PageRange batch[64];
     size_t n = 0;
-    uint64_t spans = 0;
     const auto take = [&](Span* s) {
       s->free = nullptr;
       s->carved.store(0, std::memory_order_relaxed);
       batch[n++] = PageRange{s->base, s->length};
-      ++spans;
       if (n == std::size(batch)) {
         purge(batch, n);
         n = 0;
@@ -377,7 +375,6 @@ class Pool {
       while (Span* s = held.pop()) abandoned_[c].push(s);
     }
     if (n != 0) purge(batch, n);
-    return spans;
   }
 
   /// Bytes of all spans (the Pool's share of mapped memory).
