@@ -1,6 +1,6 @@
 // Valgrind track program (built with -DHAKMEM_TRACK=valgrind): one use after free per case, which
 // memcheck must report; "clean" reuses, re-aligns, reallocs and callocs, and must report nothing.
-// Usage: track_uaf pool-read|pool-write|aligned-read|cache-read|cache-write|pending-read|clean
+// Usage: track_uaf pool-read|pool-write|aligned-read|cache-read|cache-write|slot-read|pending-read|clean
 #include <cstdio>
 #include <cstring>
 
@@ -12,9 +12,11 @@ namespace {
 
 constexpr uintptr_t kSite = 0x400300;
 
-Options TrackOptions(uint64_t cache) {
+/// cache: BigCache's cap (0: none); slot: the thread's large slot's largest block (0: none).
+Options TrackOptions(uint64_t cache, uint64_t slot) {
   Options o;
   o.set(Opt::kCache, cache);
+  o.set(Opt::kLargeSlot, slot);
   o.set(Opt::kThreshold, 256 * kKiB);
   o.set(Opt::kDecayMs, 0);
   return o;
@@ -65,11 +67,15 @@ int Clean(Allocator<TestConfig>& a) {
 
 int main(int argc, char** argv) {
   if (argc != 2) {
-    fprintf(stderr, "usage: %s pool-read|pool-write|aligned-read|cache-read|cache-write|pending-read|clean\n", argv[0]);
+    fprintf(stderr, "usage: %s pool-read|pool-write|aligned-read|cache-read|cache-write|slot-read|pending-read|clean\n",
+            argv[0]);
     return 2;
   }
   const char* c = argv[1];
-  ScopedAllocator<TestConfig> a(TrackOptions(strcmp(c, "pending-read") == 0 ? 0 : 64 * kMiB));
+  // A freed large block goes to the thread's large slot first: only slot-read keeps the slot, so
+  // that the cache cases are about a block BigCache holds.
+  const bool slot = strcmp(c, "slot-read") == 0 || strcmp(c, "clean") == 0;
+  ScopedAllocator<TestConfig> a(TrackOptions(strcmp(c, "pending-read") == 0 ? 0 : 64 * kMiB, slot ? 8 * kMiB : 0));
   int v = 0;
   if (strcmp(c, "pool-read") == 0) {
     v = Read(Freed(*a, 100), 32);
@@ -85,6 +91,10 @@ int main(int argc, char** argv) {
     void* p = Freed(*a, 512 * kKiB, 4096);
     if (a->stats().cache_blocks != 1) return 3;
     Write(p, 100);
+  } else if (strcmp(c, "slot-read") == 0) {
+    void* p = Freed(*a, 1 * kMiB);
+    if (a->stats().slot_bytes == 0) return 3;  // the case is about the block a thread's slot holds
+    v = Read(p, 4096);
   } else if (strcmp(c, "pending-read") == 0) {
     void* p = Freed(*a, 1 * kMiB);
     if (a->stats().pending_bytes == 0) return 3;
