@@ -87,18 +87,12 @@ class BatchReleaser {
    * of adjacent ranges costs one call. Must be called with no hot lock held.
    */
   void purge(PageRange* ranges, size_t n) {
-    std::sort(ranges, ranges + n, [](const PageRange& a, const PageRange& b) { return a.base < b.base; });
-    for (size_t i = 0; i < n;) {
-      const uintptr_t run_base = ranges[i].base;
-      size_t run_len = ranges[i].len;
-      size_t j = i + 1;
-      while (j < n && ranges[j].base == run_base + run_len) run_len += ranges[j++].len;
-      if (pal_->advise_dontneed(ReleaseCapability{}, reinterpret_cast<void*>(run_base), run_len)) {
-        counters_.purged_bytes.fetch_add(run_len, std::memory_order_relaxed);
+    const size_t calls = for_each_run(ranges, n, [this](uintptr_t base, size_t len) {
+      if (pal_->advise_dontneed(ReleaseCapability{}, reinterpret_cast<void*>(base), len)) {
+        counters_.purged_bytes.fetch_add(len, std::memory_order_relaxed);
       }
-      counters_.purge_calls.fetch_add(1, std::memory_order_relaxed);
-      i = j;
-    }
+    });
+    counters_.purge_calls.fetch_add(calls, std::memory_order_relaxed);
   }
 
   uint64_t pending_bytes() const { return pending_bytes_.load(std::memory_order_relaxed); }
@@ -158,28 +152,37 @@ class BatchReleaser {
     if (must_flush) flush();
   }
 
+  /// Sorts ranges (anything with base and len) by address and calls fn(base, len) once per run
+  /// of adjacent ones; returns the number of runs.
+  template <class Range, class Fn>
+  static size_t for_each_run(Range* ranges, size_t n, Fn&& fn) {
+    std::sort(ranges, ranges + n, [](const Range& a, const Range& b) { return a.base < b.base; });
+    size_t runs = 0;
+    for (size_t i = 0; i < n; ++runs) {
+      const uintptr_t base = ranges[i].base;
+      size_t len = ranges[i].len;
+      size_t j = i + 1;
+      while (j < n && ranges[j].base == base + len) len += ranges[j++].len;
+      fn(base, len);
+      i = j;
+    }
+    return runs;
+  }
+
   void release(Pending* batch, size_t n) {
-    std::sort(batch, batch + n, [](const Pending& a, const Pending& b) { return a.base < b.base; });
     // Unregister first: from here on a stale pointer into these pages is "not ours".
     for (size_t i = 0; i < n; ++i) {
       if (batch[i].desc != nullptr) registry_->clear(batch[i].base, batch[i].len);
     }
-    size_t calls = 0;
-    for (size_t i = 0; i < n;) {
-      uintptr_t run_base = batch[i].base;
-      size_t run_len = batch[i].len;
-      size_t j = i + 1;
-      while (j < n && batch[j].base == run_base + run_len) run_len += batch[j++].len;
-      track_unmap(run_base, run_len);
-      if (pal_->unmap(ReleaseCapability{}, reinterpret_cast<void*>(run_base), run_len)) {
-        tally_->fetch_sub(run_len, std::memory_order_relaxed);
-        counters_.unmapped_bytes.fetch_add(run_len, std::memory_order_relaxed);
+    const size_t calls = for_each_run(batch, n, [this](uintptr_t base, size_t len) {
+      track_unmap(base, len);
+      if (pal_->unmap(ReleaseCapability{}, reinterpret_cast<void*>(base), len)) {
+        tally_->fetch_sub(len, std::memory_order_relaxed);
+        counters_.unmapped_bytes.fetch_add(len, std::memory_order_relaxed);
       } else {
         counters_.unmap_failures.fetch_add(1, std::memory_order_relaxed);
       }
-      ++calls;
-      i = j;
-    }
+    });
     for (size_t i = 0; i < n; ++i) {
       if (batch[i].desc != nullptr) map_->retire(batch[i].desc);
     }
