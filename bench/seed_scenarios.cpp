@@ -27,10 +27,12 @@
 //
 // Reported (the last line is machine-readable):
 //   RESULT allocator=A mode=M hardening=H scenario=S cycles=N ns_median=X ns_p99=X ns_mean=X faults_per_cycle=X
-//          peak_rss_kb=K rss_start_kb=K rss_end_kb=K rss_trim_kb=K mallocs=N timer_ns=X [hakmem counters]
+//          faults_late_per_cycle=X peak_rss_kb=K rss_start_kb=K rss_end_kb=K rss_trim_kb=K mallocs=N timer_ns=X [hakmem counters]
 //   ns_*          per-cycle wall times (CLOCK_MONOTONIC): median, 99th percentile (nearest rank), mean
 //   timer_ns      median of 1001 empty timed intervals: what every cycle's time includes for the clock itself
 //   faults        minor page faults (getrusage) during the cycles / cycles
+//   faults_late   the same over the second half of the cycles (churn: of its rounds), past the cold first ones:
+//                 the faults of the warm cycles a median is made of
 //   peak_rss_kb   getrusage ru_maxrss at the end (the whole process, its start-up included)
 //   rss_start_kb  current RSS (/proc/self/statm) just before the first cycle
 //   rss_end_kb    current RSS right after the last free
@@ -101,6 +103,14 @@ inline void* checked_malloc(size_t n) {
 struct Run {
   std::vector<double> cycle_ns;
   uint64_t mallocs = 0;
+  long late_faults0 = -1;  ///< minor faults when the second half of the cycles began (see mark_late())
+  size_t late_first = 0;   ///< index in cycle_ns of the second half's first cycle
+
+  /// Marks the start of the second half (churn: of its rounds): the cycles whose faults faults_late_per_cycle counts.
+  void mark_late() {
+    late_faults0 = minor_faults();
+    late_first = cycle_ns.size();
+  }
 };
 
 /// json, mir, vm*: one block of `size` per cycle.
@@ -108,6 +118,7 @@ Run run_fixed(size_t size, uint64_t cycles) {
   Run r;
   r.cycle_ns.reserve(cycles);
   for (uint64_t c = 0; c < cycles; ++c) {
+    if (c == cycles / 2) r.mark_late();
     const double t0 = now_ns();
     void* p = checked_malloc(size);
     touch(p, size, c);
@@ -123,6 +134,7 @@ Run run_mixed(uint64_t cycles) {
   Run r;
   r.cycle_ns.reserve(cycles);
   for (uint64_t c = 0; c < cycles; ++c) {
+    if (c == cycles / 2) r.mark_late();
     const double t0 = now_ns();
     void* a = checked_malloc(64 * KiB);
     touch(a, 64 * KiB, c);
@@ -156,6 +168,7 @@ Run run_churn(uint64_t rounds) {
   void* blocks[kBlocks];
   double alloc_ns[kBlocks];
   for (uint64_t round = 0; round < rounds; ++round) {
+    if (round == rounds / 2) r.mark_late();
     for (size_t i = 0; i < kBlocks; ++i) {
       const double t0 = now_ns();
       blocks[i] = checked_malloc(kSize);
@@ -300,7 +313,8 @@ int main(int argc, char** argv) {
   else if (scenario == "vm10" || scenario == "vm1000") r = run_fixed(2 * MiB, cycles);
   else if (scenario == "mixed") r = run_mixed(cycles);
   else r = run_churn(cycles);
-  const long faults = minor_faults() - f0;
+  const long f1 = minor_faults();
+  const long faults = f1 - f0;
   const long rss_end = current_rss_kb();
   const std::string how = trim_all();
   const long rss_trim = current_rss_kb();
@@ -308,6 +322,8 @@ int main(int argc, char** argv) {
   printf("trim: %s\n", how.c_str());
 
   const size_t n = r.cycle_ns.size();
+  const size_t late_n = r.late_faults0 < 0 ? 0 : n - r.late_first;
+  const double late_faults = late_n == 0 ? 0.0 : static_cast<double>(f1 - r.late_faults0) / static_cast<double>(late_n);
   double sum = 0;
   for (double v : r.cycle_ns) sum += v;
   char extra[1024] = "";
@@ -339,10 +355,10 @@ int main(int argc, char** argv) {
              static_cast<unsigned long long>(h1.pending));
   }
   printf("RESULT allocator=%s mode=%s hardening=%s scenario=%s cycles=%zu ns_median=%.1f ns_p99=%.1f ns_mean=%.1f "
-         "faults_per_cycle=%.2f peak_rss_kb=%ld rss_start_kb=%ld rss_end_kb=%ld rss_trim_kb=%ld mallocs=%llu timer_ns=%.1f%s\n",
+         "faults_per_cycle=%.2f faults_late_per_cycle=%.2f peak_rss_kb=%ld rss_start_kb=%ld rss_end_kb=%ld rss_trim_kb=%ld mallocs=%llu timer_ns=%.1f%s\n",
          name, mode.c_str(), hardening.c_str(), scenario.c_str(), n, percentile(r.cycle_ns, 0.5),
          percentile(r.cycle_ns, 0.99),
          n == 0 ? 0.0 : sum / static_cast<double>(n), n == 0 ? 0.0 : static_cast<double>(faults) / static_cast<double>(n),
-         peak, rss_start, rss_end, rss_trim, static_cast<unsigned long long>(r.mallocs), timer_ns, extra);
+         late_faults, peak, rss_start, rss_end, rss_trim, static_cast<unsigned long long>(r.mallocs), timer_ns, extra);
   return 0;
 }
