@@ -114,7 +114,7 @@ struct Run {
 };
 
 /// json, mir, vm*: one block of `size` per cycle.
-Run run_fixed(size_t size, uint64_t cycles) {
+[[gnu::noinline]] Run run_fixed(size_t size, uint64_t cycles) {  // noinline: ci/bench counts its instructions by name
   Run r;
   r.cycle_ns.reserve(cycles);
   for (uint64_t c = 0; c < cycles; ++c) {
@@ -130,7 +130,7 @@ Run run_fixed(size_t size, uint64_t cycles) {
 }
 
 /// mixed: 64 KiB every cycle, 256 KiB every 10th, 2 MiB every 100th (the cycle count 0, 10, ... includes them).
-Run run_mixed(uint64_t cycles) {
+[[gnu::noinline]] Run run_mixed(uint64_t cycles) {
   Run r;
   r.cycle_ns.reserve(cycles);
   for (uint64_t c = 0; c < cycles; ++c) {
@@ -161,7 +161,7 @@ Run run_mixed(uint64_t cycles) {
 
 /// churn: `rounds` of 100 x 2 MiB allocated and touched, then all freed. A cycle is one block: malloc + touch,
 /// plus that block's free (timed apart, since the frees come after the whole round's allocations).
-Run run_churn(uint64_t rounds) {
+[[gnu::noinline]] Run run_churn(uint64_t rounds) {
   constexpr size_t kBlocks = 100, kSize = 2 * MiB;
   Run r;
   r.cycle_ns.reserve(rounds * kBlocks);
