@@ -100,7 +100,11 @@ std::string size_text(uint64_t v) {
     ++u;
   }
   std::string s = std::to_string(whole);
-  if (u > 0) s += "." + std::to_string(rem * 10 / 1024);
+  if (u > 0) {
+    // Appended piecewise: g++ 12 at -O3 flags `"." + std::string&&` with a false -Wrestrict.
+    s += '.';
+    s += std::to_string(rem * 10 / 1024);
+  }
   return s + " " + units[u];
 }
 
