@@ -80,8 +80,11 @@ __attribute__((noinline)) T Opaque(T v) {
 bool Aligned(const void* p, size_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
 
 /// hak_usable_size: nonzero only for a live hakmem block (the pointer is opaque so that the
-/// compiler does not take the call for a read of fresh, uninitialized memory).
-size_t Usable(const void* p) {
+/// compiler does not take the call for a read of fresh, uninitialized memory). The parameter is
+/// not a pointer to const: g++ 12 takes a `const void*` argument of an out-of-line call (at -Os)
+/// for a read of the block and warns that fresh malloc memory may be uninitialized.
+template <class T>
+size_t Usable(T* p) {
   return hak_usable_size(reinterpret_cast<const void*>(Opaque(reinterpret_cast<uintptr_t>(p))));
 }
 
