@@ -112,7 +112,7 @@ class ObjectPool {
   // seed's scenarios, first-touch loops) writes the first cache line of every page, and so
   // evicts, from the L1 set those lines share, whatever else lives there: a descriptor in the
   // first line of a page cost the seed's mir cycle (a large malloc, 64 touches, a free) about
-  // 80 ns (src/backing/README.md). So no slot touches the first line of any page: slots that fit in the rest of a
+  // 80 ns (bench/README.md, History). So no slot touches the first line of any page: slots that fit in the rest of a
   // page are packed after it, page by page; a larger one (a Heap) starts one line into a page
   // of its own, and keeps its own hot fields clear of its later pages' first lines (pool.h).
   static constexpr size_t kPage = kMetaPage;

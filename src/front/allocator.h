@@ -420,7 +420,7 @@ class Allocator {
    * fits it (a cacheable class, at most large_slot bytes, not aligned) and passes the same
    * checks as free_fast() (exact pointer, checksum, Map/Live/origin, size). No lock and no
    * locked instruction: the lock's would wait for the program's last stores to drain, which
-   * costs a large cycle about 90 ns (README, Performance). False changes nothing.
+   * costs a large cycle about 90 ns (bench/README.md, History). False changes nothing.
    *
    * Only this thread touches its slot while it runs. A fork while it is between two of these
    * stores leaves the child a block counted in the slot bytes but in no slot: leaked, as is any

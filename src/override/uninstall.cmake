@@ -7,10 +7,10 @@ if(NOT DEFINED HAKMEM_MANIFEST)
 endif()
 if(NOT EXISTS "${HAKMEM_MANIFEST}")
   message(FATAL_ERROR "hakmem uninstall: ${HAKMEM_MANIFEST} does not exist: nothing was installed from this "
-                      "build tree (run `cmake --install` first), or it was already uninstalled")
+                      "build tree (run `cmake --install` first)")
 endif()
 
-file(STRINGS "${HAKMEM_MANIFEST}" files)
+file(STRINGS "${HAKMEM_MANIFEST}" files ENCODING UTF-8)  # else a non-ASCII byte splits a path
 set(removed 0)
 set(missing 0)
 set(dirs)

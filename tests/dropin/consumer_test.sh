@@ -60,7 +60,20 @@ gen=()
 command -v ninja > /dev/null 2>&1 && gen=(-G Ninja)
 
 # install: a fresh prefix from the build tree; sets libdir (lib/ unless configured for /usr).
+# The install rewrites the build's install_manifest.txt: a user's own manifest (of a real install
+# from this build tree) is put back when the test exits.
+manifest="$build/install_manifest.txt"
+restore_manifest() {
+  if [ -f "$work/manifest.saved" ]; then
+    mv -f "$work/manifest.saved" "$manifest"
+  else
+    rm -f "$manifest"
+  fi
+}
 install_tree() {
+  rm -f "$work/manifest.saved"
+  [ -f "$manifest" ] && cp "$manifest" "$work/manifest.saved"
+  trap restore_manifest EXIT
   rm -rf "$prefix"
   run "$work/install.log" cmake --install "$build" --prefix "$prefix" || { fail "cmake --install"; finish; }
   local so
@@ -175,7 +188,7 @@ mode_subproject() {
   # The consumer's default target: hakmem's libraries and its own program, nothing more.
   run "$work/build.log" cmake --build "$dir" || { fail "building the consumer with hakmem via $via"; finish; }
   local built
-  built=$(find "$dir" -maxdepth 3 -type f -name '*_test' -o -maxdepth 3 -type f -name 'props_*' | head -3)
+  built=$(find "$dir" -type f \( -name '*_test' -o -name 'props_*' -o -name '*_replay' -o -name hakmem_demo \) | head -3)
   [ -z "$built" ] || fail "the consumer's build made hakmem's test programs: $built"
   if run "$work/run.log" "$dir/consumer"; then
     ok "hakmem via $via: $(grep '^consumer:' "$work/run.log" | head -1)"
@@ -186,7 +199,7 @@ mode_subproject() {
 
 mode_uninstall() {
   install_tree
-  local manifest="$build/install_manifest.txt" listed left
+  local listed left
   [ -s "$manifest" ] || { fail "cmake --install wrote no $manifest"; finish; }
   listed=$(grep -c "^$prefix/" "$manifest")
   [ "$listed" -ge 7 ] || fail "install_manifest.txt lists $listed files under $prefix"
