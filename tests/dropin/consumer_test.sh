@@ -162,10 +162,14 @@ mode_pkg_config() {
   rm -rf "$work/make" && mkdir -p "$work/make"
   if run "$work/make/build.log" make -C "$here/makefile" O="$work/make" CC="$cc"; then
     if run "$work/make/run.log" env -u LD_LIBRARY_PATH "$work/make/consumer"; then
-      if ldd "$work/make/consumer" | grep -q "libhakmem.so.* => $libdir/"; then
+      # ldd's output whole, then grep: `ldd | grep -q` under pipefail fails whenever grep's early
+      # exit kills ldd with SIGPIPE (seen once in a clang suite).
+      local loaded
+      loaded=$(ldd "$work/make/consumer")
+      if grep -q "libhakmem.so.* => $libdir/" <<< "$loaded"; then
         ok "the Makefile project built with pkg-config's flags runs on $libdir/libhakmem.so: $(grep '^consumer:' "$work/make/run.log" | head -1)"
       else
-        fail "the Makefile project does not load the installed libhakmem.so: $(ldd "$work/make/consumer" | grep hakmem)"
+        fail "the Makefile project does not load the installed libhakmem.so: $(grep hakmem <<< "$loaded")"
       fi
     else
       fail "the Makefile project's program did not run on hakmem"
