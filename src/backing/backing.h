@@ -4,7 +4,6 @@
 #include "backing/extent.h"        // IWYU pragma: export
 #include "backing/map.h"           // IWYU pragma: export
 #include "backing/pool.h"          // IWYU pragma: export
-#include "backing/quarantine.h"    // IWYU pragma: export
 #include "backing/registry.h"      // IWYU pragma: export
 #include "backing/size_classes.h"  // IWYU pragma: export
 #include "backing/zero_arena.h"    // IWYU pragma: export

@@ -129,7 +129,10 @@ class MapBacking {
     descs_.release_chunks(fn);
   }
 
-  SpinLock& lock() { return descs_.lock(); }
+  /// Fork: disable() takes the descriptor pool's lock, so no descriptor is mid-update when the
+  /// address space is copied; enable() releases it (parent and child alike).
+  void disable() { descs_.lock().lock(); }
+  void enable() { descs_.lock().unlock(); }
 
  private:
   Pal* pal_ = nullptr;

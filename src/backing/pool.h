@@ -4,9 +4,9 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "backing/extent.h"
-#include "backing/quarantine.h"
 #include "backing/registry.h"
 #include "backing/size_classes.h"
 #include "core/core.h"
@@ -89,7 +89,7 @@ static_assert(sizeof(SpanList) == 16, "Allocator::alloc() reaches partial[c].hea
 /// A counter written only by its owning thread and read by anyone (stats).
 struct OwnedCounter {
   std::atomic<int64_t> v{0};
-  [[gnu::always_inline]] void add(int64_t d) {
+  HAKMEM_FAST_PATH void add(int64_t d) {
     v.store(v.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
   }
   /// For counters that several threads update (the shared fallback set).
@@ -146,19 +146,12 @@ struct HeapCounters {
  */
 struct Heap {
   uint64_t allocator_id = 0;
-  /// The large slot: the last Map block this thread freed, kept (state Cached) for its next large
-  /// request it suits (Allocator::take_slot), with no lock. Only the owner reads or writes it while it runs;
-  /// others only when it cannot (its exit, a fork child, teardown). See Allocator::free_to_slot.
-  std::atomic<MapBlock*> large_slot{nullptr};
-  void* owner = nullptr;  ///< the Allocator this heap belongs to (for the thread-exit hook)
   Heap* next_all = nullptr;
   bool retired = false;
-  uint64_t clock_checked = 0;  ///< learn mode: cycles() when this thread last read the clock (owner only)
   std::atomic<uint64_t> remote_hint[2] = {};
   HeapCounters counters;
   SpanList partial[SizeClasses::kCount];
   SpanList full[SizeClasses::kCount];  ///< (placed to cover the first line of the heap's second page)
-  LocalQuarantine quarantine;  ///< paranoid mode: this thread's newest freed blocks (owner only)
 };
 // ObjectPool puts a Heap (larger than a page) one line into a page of its own. The first line of
 // its second page shares its L1 set with the first line of every page, which a program walking a
@@ -167,7 +160,6 @@ struct Heap {
 static_assert(kMetaLine + offsetof(Heap, full) <= kMetaPage &&
                   kMetaLine + offsetof(Heap, full) + sizeof(Heap::full) >= kMetaPage + kMetaLine,
               "the full lists must cover the first line of the heap's second page");
-static_assert(kMetaLine + sizeof(Heap) <= 2 * kMetaPage, "a heap must not reach a third page");
 
 /// Pages of an empty span whose contents nobody may read any more (Pool::purge_empty()).
 struct PageRange {
@@ -188,8 +180,11 @@ struct GiveBack {
  * seen, and a free from a thread that does not own the span goes onto the
  * span's remote stack, to be drained by the owner: never dropped.
  */
-template <class Pal>
+template <class Pal, class HeapT = Heap>
 class Pool {
+  static_assert(std::is_base_of_v<Heap, HeapT>, "a Pool's heaps are Heaps (a layer above may add fields)");
+  static_assert(kMetaLine + sizeof(HeapT) <= 2 * kMetaPage, "a heap must not reach a third page");
+
  public:
   void init(Pal* pal, Registry<Pal>* registry, std::atomic<uint64_t>* tally, GiveBack give_back) {
     pal_ = pal;
@@ -201,7 +196,7 @@ class Pool {
   }
 
   /// A fresh heap for a thread, or nullptr when metadata cannot be mapped.
-  Heap* make_heap(uint64_t allocator_id) {
+  HeapT* make_heap(uint64_t allocator_id) {
     {
       // Reuse a retired heap first: threads that come and go by the thousand
       // must not grow metadata. Its counters carry on (they are cumulative).
@@ -209,11 +204,11 @@ class Pool {
       for (Heap* h = all_heaps_; h != nullptr; h = h->next_all) {
         if (h->retired) {
           h->retired = false;
-          return h;
+          return static_cast<HeapT*>(h);
         }
       }
     }
-    Heap* h = heaps_.make();
+    HeapT* h = heaps_.make();
     if (h == nullptr) return nullptr;
     h->allocator_id = allocator_id;
     LockGuard g(lists_lock_);
@@ -382,14 +377,18 @@ class Pool {
   uint64_t span_count() const { return spans_.live(); }
   uint64_t meta_bytes() const { return spans_.mapped_bytes() + heaps_.mapped_bytes(); }
 
-  /// Sums a counter over every heap (live and retired).
+  /// Sums a counter over every heap (live and retired) and the orphan set.
   template <class Get>
   int64_t sum_heaps(Get&& get) {
     LockGuard g(lists_lock_);
-    int64_t total = 0;
+    int64_t total = get(orphan_);
     for (Heap* h = all_heaps_; h != nullptr; h = h->next_all) total += get(h->counters);
     return total;
   }
+
+  /// The counters of operations by a thread that has no heap (its metadata could not be mapped):
+  /// shared, so updated with add_shared(); summed with every heap's.
+  HeapCounters& orphan_counters() { return orphan_; }
 
   /**
    * TestOnly: walks every span and returns the bytes not in live blocks (free
@@ -410,17 +409,17 @@ class Pool {
     return free_bytes;
   }
 
-  /// Calls fn(Heap*) for every heap, live or retired, under the heap-list lock (fn must not make heaps).
+  /// Calls fn(HeapT*) for every heap, live or retired, under the heap-list lock (fn must not make heaps).
   template <class Fn>
   void for_each_heap(Fn&& fn) {
     LockGuard g(lists_lock_);
-    for (Heap* h = all_heaps_; h != nullptr; h = h->next_all) fn(h);
+    for (Heap* h = all_heaps_; h != nullptr; h = h->next_all) fn(static_cast<HeapT*>(h));
   }
 
-  /// TestOnly: calls fn(Heap*) for every heap, live or retired. Caller guarantees quiescence.
+  /// TestOnly: calls fn(HeapT*) for every heap, live or retired. Caller guarantees quiescence.
   template <class Fn>
   void for_each_heap_for_testing(Fn&& fn) {
-    for (Heap* h = all_heaps_; h != nullptr; h = h->next_all) fn(h);
+    for (Heap* h = all_heaps_; h != nullptr; h = h->next_all) fn(static_cast<HeapT*>(h));
   }
 
   /// TestOnly: calls fn(Span*) for every span. Caller guarantees quiescence.
@@ -443,14 +442,15 @@ class Pool {
     for (SpanList& l : abandoned_) l = SpanList{};
   }
 
-  /// Fork support: the locks every Pool path may hold.
-  void lock_all() {
+  /// Fork: disable() takes every lock a Pool path may hold, so no span list or descriptor is
+  /// mid-update when the address space is copied; enable() releases them (parent and child alike).
+  void disable() {
     grow_lock_.lock();
     lists_lock_.lock();
     spans_.lock().lock();
     heaps_.lock().lock();
   }
-  void unlock_all() {
+  void enable() {
     heaps_.lock().unlock();
     spans_.lock().unlock();
     lists_lock_.unlock();
@@ -561,10 +561,11 @@ class Pool {
   std::atomic<uint64_t>* tally_ = nullptr;
   GiveBack give_back_;
   ObjectPool<Span, Pal> spans_;
-  ObjectPool<Heap, Pal> heaps_;
+  ObjectPool<HeapT, Pal> heaps_;
   SpinLock lists_lock_;
   SpinLock grow_lock_;  ///< held across a new span's map, registration and accounting
   Heap* all_heaps_ = nullptr;
+  HeapCounters orphan_{};
   SpanList abandoned_[SizeClasses::kCount];
   std::atomic<uint64_t> span_bytes_{0};
 };

@@ -97,7 +97,10 @@ class Registry {
     leaves_.store(0);
   }
 
-  SpinLock& lock() { return grow_lock_; }
+  /// Fork: disable() takes the lock a table growth holds, so none is mid-update when the address
+  /// space is copied; enable() releases it (parent and child alike). Lookups take no lock.
+  void disable() { grow_lock_.lock(); }
+  void enable() { grow_lock_.unlock(); }
 
  private:
   bool ensure_leaves(uintptr_t base, size_t len) {

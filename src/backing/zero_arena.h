@@ -86,7 +86,10 @@ class ZeroArena {
     return live_;
   }
   uint64_t meta_bytes() const { return base_.load(std::memory_order_relaxed) != 0 ? kRangeBytes + kBitmapBytes : 0; }
-  SpinLock& lock() { return lock_; }
+  /// Fork: disable() takes the arena's lock, so no slot is mid-update when the address space is
+  /// copied; enable() releases it (parent and child alike).
+  void disable() { lock_.lock(); }
+  void enable() { lock_.unlock(); }
 
   /// Teardown: both mappings go to `fn` (the releaser).
   template <class Fn>

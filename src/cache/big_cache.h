@@ -161,7 +161,50 @@ class BigCache {
     for (MapBlock* mb = lru_head_; mb != nullptr; mb = mb->lru_next) fn(mb);
   }
 
-  SpinLock& lock() { return lock_; }
+  /// Fork: disable() takes the cache lock, so no ring or list is mid-update when the address space
+  /// is copied; enable() releases it (parent and child alike).
+  void disable() { lock_.lock(); }
+  void enable() { lock_.unlock(); }
+
+  /// Fills the cache's fields of a stats snapshot (any struct with them: the front's StatsSnapshot).
+  template <class Stats>
+  void fill_stats(Stats& s) const {
+    s.cache_hits = counters_.hits.load();
+    s.cache_misses = counters_.misses.load();
+    s.cache_puts = counters_.puts.load();
+    s.cache_evictions = counters_.evictions.load();
+    s.cache_bypass = counters_.bypass.load();
+    s.cache_grows = counters_.grows.load();
+    s.cache_shrinks = counters_.shrinks.load();
+    s.cache_bytes = bytes();
+    s.cache_blocks = blocks();
+    s.cache_cap = cap();
+    s.cache_limit = limit();
+    s.cache_max = max();
+  }
+
+  /**
+   * TestOnly audit (I6, I7): every cached block says Cached, in its descriptor and in its sealed
+   * header; the walk adds up to bytes(); the limit stays within [cap, max] and covers the bytes.
+   * Adds the walked bytes to r.cached; a failure goes to r.fail(what, a, b). Caller guarantees
+   * quiescence.
+   */
+  template <class Audit>
+  void audit_for_testing(Audit& r, const HeaderCodec& codec) {
+    uint64_t walked = 0;
+    for_each_cached([&](MapBlock* mb) {
+      walked += mb->length;
+      HeaderFields f;
+      if (!codec.decode(reinterpret_cast<void*>(mb->base + mb->hdr_offset), &f) || f.state != State::kCached ||
+          mb->state != State::kCached) {
+        r.fail("I6 cached block not marked Cached", mb->base, 0);
+      }
+    });
+    r.cached += walked;
+    if (walked != bytes()) r.fail("I7 cache bytes != walk", bytes(), walked);
+    if (walked > limit()) r.fail("BigCache over its limit", walked, limit());
+    if (limit() < cap() || limit() > max()) r.fail("BigCache limit outside [cap, max]", limit(), max());
+  }
 
  private:
   static constexpr size_t kEvictBatch = 64;

@@ -19,21 +19,21 @@ extern "C" {
 
 __attribute__((weak)) const char* hakmem_default_options(void) { return nullptr; }
 
-__attribute__((noinline)) void* hak_alloc_at(size_t size, uintptr_t site) { return g_process.alloc(size, site); }
+HAKMEM_OWN_FRAME void* hak_alloc_at(size_t size, uintptr_t site) { return g_process.alloc(size, site); }
 
-__attribute__((noinline)) void hak_free_at(void* ptr, uintptr_t site) { g_process.free(ptr, site); }
+HAKMEM_OWN_FRAME void hak_free_at(void* ptr, uintptr_t site) { g_process.free(ptr, site); }
 
-__attribute__((noinline)) void* hak_alloc(size_t size) { return g_process.alloc(size, HAKMEM_CALLER); }
+HAKMEM_OWN_FRAME void* hak_alloc(size_t size) { return g_process.alloc(size, HAKMEM_CALLER); }
 
-__attribute__((noinline)) void hak_free(void* ptr) { g_process.free(ptr, HAKMEM_CALLER); }
+HAKMEM_OWN_FRAME void hak_free(void* ptr) { g_process.free(ptr, HAKMEM_CALLER); }
 
-__attribute__((noinline)) void* hak_calloc(size_t n, size_t size) { return g_process.calloc(n, size, HAKMEM_CALLER); }
+HAKMEM_OWN_FRAME void* hak_calloc(size_t n, size_t size) { return g_process.calloc(n, size, HAKMEM_CALLER); }
 
-__attribute__((noinline)) void* hak_realloc(void* ptr, size_t size) {
+HAKMEM_OWN_FRAME void* hak_realloc(void* ptr, size_t size) {
   return g_process.realloc(ptr, size, HAKMEM_CALLER);
 }
 
-__attribute__((noinline)) void* hak_aligned_alloc(size_t align, size_t size) {
+HAKMEM_OWN_FRAME void* hak_aligned_alloc(size_t align, size_t size) {
   return g_process.aligned_alloc(align, size, HAKMEM_CALLER);
 }
 

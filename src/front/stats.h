@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "backing/backing.h"
 #include "core/core.h"
 #include "header/header.h"
 #include "select/select.h"
@@ -57,6 +58,31 @@ struct StatsSnapshot {
   size_t site_count = 0;
   uint64_t site_other_requests = 0;  ///< large requests from sites the bounded table had no slot for
 };
+
+/**
+ * Fills the fields a snapshot derives from the threads' counters (HeapCounters, summed over every
+ * heap by pool.sum_heaps()) and from the Pool. Map's live bytes, allocations and frees include
+ * what the large slots did: see HeapCounters.
+ */
+template <class PoolT>
+void fill_heap_stats(StatsSnapshot& s, PoolT& pool) {
+  auto sum = [&pool](OwnedCounter HeapCounters::*c) {
+    return static_cast<uint64_t>(pool.sum_heaps([c](const HeapCounters& hc) { return (hc.*c).get(); }));
+  };
+  s.pool_allocs = static_cast<uint64_t>(pool.sum_heaps([](const HeapCounters& c) { return c.pool_alloc_count(); }));
+  s.pool_frees = static_cast<uint64_t>(pool.sum_heaps([](const HeapCounters& c) { return c.pool_free_count(); }));
+  s.pool_live_bytes = static_cast<uint64_t>(pool.sum_heaps([](const HeapCounters& c) { return c.pool_live_bytes(); }));
+  s.remote_frees = sum(&HeapCounters::remote_frees);
+  s.pool_span_bytes = pool.span_bytes();
+  s.pool_spans = pool.span_count();
+  s.slot_bytes = sum(&HeapCounters::slot_bytes);
+  s.slot_hits = sum(&HeapCounters::slot_hits);
+  s.map_allocs = sum(&HeapCounters::map_allocs) + s.slot_hits;
+  s.map_frees = sum(&HeapCounters::map_frees) + sum(&HeapCounters::slot_puts);
+  // Read apart while threads run, the two sums may miss each other's last update: never below 0.
+  const uint64_t held = sum(&HeapCounters::map_held_bytes);
+  s.map_live_bytes = held > s.slot_bytes ? held - s.slot_bytes : 0;
+}
 
 /// The human-readable table (stats=1, hak_stats_print).
 void print_stats_table(const StatsSnapshot& s, WriteFn fn, void* arg);

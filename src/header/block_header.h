@@ -143,12 +143,12 @@ class HeaderCodec {
   /// Writes a header describing `f` at `at`; the checksum is written last. Always inlined: every
   /// hand-out writes one, and inlined, the fields a caller fixes fold into constants (out of
   /// line, a large slot hit's header cost 58 instructions plus the call and the fields' stores).
-  [[gnu::always_inline]] void encode(const HeaderFields& f, void* at) const {
+  HAKMEM_FAST_PATH void encode(const HeaderFields& f, void* at) const {
     store(pack(f, reinterpret_cast<uintptr_t>(at)), at);
   }
 
   /// The header `f` would have at `at`, without writing it (encode()'s, and for tests and fuzzers).
-  [[gnu::always_inline]] Header pack(const HeaderFields& f, uintptr_t at) const {
+  HAKMEM_FAST_PATH Header pack(const HeaderFields& f, uintptr_t at) const {
     Header h;
     const uint64_t size = f.size & kMaxRequest;
     h.lo = (uint64_t{static_cast<uint8_t>(f.method)} & 3) << 32 | (uint64_t{static_cast<uint8_t>(f.state)} & 3) << 34 |

@@ -106,7 +106,45 @@ class BatchReleaser {
     for (size_t i = 0; i < count_; ++i) fn(pending_[i].base, pending_[i].len, pending_[i].desc);
   }
 
-  SpinLock& lock() { return lock_; }
+  /// Fork: disable() takes the releaser's lock, so no batch is mid-update when the address space is
+  /// copied; enable() releases it (parent and child alike).
+  void disable() { lock_.lock(); }
+  void enable() { lock_.unlock(); }
+
+  /// Fills the releaser's fields of a stats snapshot (any struct with them: the front's StatsSnapshot).
+  template <class Stats>
+  void fill_stats(Stats& s) const {
+    s.release_blocks = counters_.blocks.load();
+    s.release_bytes = counters_.bytes.load();
+    s.release_flushes = counters_.flushes.load();
+    s.unmap_calls = counters_.unmap_calls.load();
+    s.purge_calls = counters_.purge_calls.load();
+    s.purged_bytes = counters_.purged_bytes.load();
+    s.syscalls_saved = counters_.syscalls_saved.load();
+    s.pending_bytes = pending_bytes();
+    s.batch_bytes = batch_bytes();
+  }
+
+  /**
+   * TestOnly audit (I6, I7): a pending Map block says Releasing, in its descriptor and in its
+   * sealed header, and the walk adds up to pending_bytes(). Adds the walked bytes to r.pending; a
+   * failure goes to r.fail(what, a, b). Caller guarantees quiescence.
+   */
+  template <class Audit>
+  void audit_for_testing(Audit& r) {
+    uint64_t walked = 0;
+    for_each_pending([&](uintptr_t base, size_t len, MapBlock* mb) {
+      walked += len;
+      if (mb == nullptr) return;
+      HeaderFields f;
+      if (mb->state != State::kReleasing || !codec_->decode(reinterpret_cast<void*>(base + mb->hdr_offset), &f) ||
+          f.state != State::kReleasing) {
+        r.fail("I6 pending block not marked Releasing", base, 0);
+      }
+    });
+    r.pending += walked;
+    if (walked != pending_bytes()) r.fail("I7 pending bytes != walk", pending_bytes(), walked);
+  }
 
  private:
   struct Pending {

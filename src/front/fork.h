@@ -1,0 +1,69 @@
+// Fork: the gate that lets large operations finish before a fork, and the components' lock order.
+#pragma once
+
+#include <sched.h>
+
+#include <atomic>
+#include <cstdint>
+
+namespace hakmem {
+
+/**
+ * Large (Map) operations span several components' locks (cache, releaser, map): one frozen by a
+ * fork between two of them would lose its block in the child. Each runs inside a LargeOp; close()
+ * makes new ones wait and waits for those in flight, so the fork handler can then take the
+ * components' locks one at a time.
+ */
+class ForkGate {
+ public:
+  /// Brackets a large operation: waits while a fork is pending.
+  class LargeOp {
+   public:
+    explicit LargeOp(ForkGate& g) : g_(g) {
+      for (;;) {
+        g_.ops_.fetch_add(1, std::memory_order_seq_cst);
+        if (!g_.pending_.load(std::memory_order_seq_cst)) return;
+        g_.ops_.fetch_sub(1, std::memory_order_seq_cst);
+        while (g_.pending_.load(std::memory_order_relaxed)) sched_yield();
+      }
+    }
+    ~LargeOp() { g_.ops_.fetch_sub(1, std::memory_order_seq_cst); }
+    LargeOp(const LargeOp&) = delete;
+    LargeOp& operator=(const LargeOp&) = delete;
+
+   private:
+    ForkGate& g_;
+  };
+
+  /// Before a fork: new large operations wait, and those in flight finish.
+  void close() {
+    pending_.store(true, std::memory_order_seq_cst);
+    while (ops_.load(std::memory_order_seq_cst) != 0) sched_yield();
+  }
+  /// After a fork, in the parent.
+  void open() { pending_.store(false, std::memory_order_seq_cst); }
+  /// After a fork, in the child: the operations the parent's other threads had in flight are gone.
+  void open_in_child() {
+    ops_.store(0, std::memory_order_relaxed);
+    pending_.store(false, std::memory_order_seq_cst);
+  }
+
+ private:
+  std::atomic<uint32_t> ops_{0};       ///< large operations in flight
+  std::atomic<bool> pending_{false};   ///< set by close(): new large operations wait
+};
+
+/// Calls disable() on each component in the order given: the order the locks are taken in.
+template <class... C>
+void disable_in_order(C&... c) {
+  (c.disable(), ...);
+}
+
+/// Calls enable() on each component in the reverse of the order given.
+template <class C, class... Rest>
+void enable_in_reverse(C& c, Rest&... rest) {
+  if constexpr (sizeof...(Rest) > 0) enable_in_reverse(rest...);
+  c.enable();
+}
+
+}  // namespace hakmem
