@@ -214,7 +214,7 @@ void fuzz_allocator(Input& in) {
   ScriptedCosts script(in);
   FuzzCost cost;
   cost.script = &script;
-  a->set_cost_source_for_testing(&cost);
+  a->epoch_driver_for_testing().set_cost_source_for_testing(&cost);
   FUZZ_CHECK(a->learning(), "mode=learn did not start the learner");
   LearnerModel model(a->learner());
   hakmem_fuzz::Shadow shadow;
@@ -237,7 +237,7 @@ void fuzz_allocator(Input& in) {
     cost.requests = n == 0 ? 1 : n;
     const Lifecycle before = a->learner().state();
     const uint64_t epochs = a->learner().counters().epochs;
-    a->end_epoch_for_testing();
+    a->epoch_driver_for_testing().end_epoch();
     if (a->learner().counters().epochs != epochs) {
       model.after_epoch(a->learner().current());
     } else {

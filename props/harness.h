@@ -20,7 +20,7 @@ using namespace hakmem;
 using Alloc = Allocator<RecordingConfig>;
 
 /// Options every props allocator starts from: a misuse is reported, never an abort, epochs
-/// end only when a property says so (end_epoch_for_testing), and no decay tick flushes the
+/// end only when a property says so (epoch_driver_for_testing().end_epoch()), and no decay tick flushes the
 /// releaser on the wall clock (a slow case under a sanitizer could cross the default 1 s and
 /// see blocks it expects pending unmapped), so runs are deterministic.
 inline Options base_options() {
@@ -83,7 +83,7 @@ class Harness {
     a_->set_report_sink([](void* arg, const char* t, size_t n) { static_cast<std::string*>(arg)->append(t, n); },
                         &reports_);
     batch_ = o.get(Opt::kBatch);
-    if (o.get(Opt::kMode) == kModeLearn) a_->set_cost_source_for_testing(&cost_);
+    if (o.get(Opt::kMode) == kModeLearn) a_->epoch_driver_for_testing().set_cost_source_for_testing(&cost_);
   }
   ~Harness() { a_->teardown(); }
   Harness(const Harness&) = delete;
@@ -222,7 +222,7 @@ class Harness {
   void tick() {
     if (!a_->learning()) return;
     cost_.requests = large_requests_;
-    a_->end_epoch_for_testing();
+    a_->epoch_driver_for_testing().end_epoch();
     large_requests_ = 0;
     RC_ASSERT(a_->selector().current_id() == a_->learner().current());
   }

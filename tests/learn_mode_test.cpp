@@ -237,7 +237,7 @@ FreezeRun freeze_on(int d, uint64_t epsilon_percent, bool check_after = true) {
   EXPECT_EQ(a->learner().params().min_samples, 50u);
   ScriptedCost cost;
   cost.unit = needle(d);
-  a->set_cost_source_for_testing(&cost);
+  a->epoch_driver_for_testing().set_cost_source_for_testing(&cost);
   Driver drv{*a, &cost};
   run.frozen =
       drv.until([&] { return a->learner().state() == Lifecycle::kFrozen; }, (kFreezeBound + 1) * kEpochRequests);
@@ -340,7 +340,7 @@ TEST(LearnModeI11, FirstEpochRunsTheConfiguredThresholdWhenItIsOneOfTheTwelve) {
   EXPECT_EQ(a->selector().current_id(), 5);
   ScriptedCost cost;
   cost.unit = needle(2);
-  a->set_cost_source_for_testing(&cost);
+  a->epoch_driver_for_testing().set_cost_source_for_testing(&cost);
   Driver drv{*a, &cost};
   ASSERT_TRUE(drv.epochs(kN));
   ASSERT_EQ(cost.asked.size(), static_cast<size_t>(kN));
@@ -367,7 +367,7 @@ TEST(LearnModeI11, CanaryRollsBackAWorseRunnerUpAndAdoptsAClearlyBetterOne) {
   ScopedAllocator<TestConfig> a(canary_after_every_frozen_epoch());
   ScriptedCost cost;
   cost.unit = needle(d);
-  a->set_cost_source_for_testing(&cost);
+  a->epoch_driver_for_testing().set_cost_source_for_testing(&cost);
   Driver drv{*a, &cost};
   ASSERT_TRUE(drv.until([&] { return a->learner().state() != Lifecycle::kLearn; }, (kFreezeBound + 1) * 100));
   ASSERT_EQ(a->learner().frozen(), d);
@@ -422,7 +422,7 @@ TEST(LearnModeFrozen, DoesNoLearningWorkOverManyEpochs) {
   ScopedAllocator<TestConfig> a(learn_options());
   ScriptedCost cost;
   cost.unit = needle(d);
-  a->set_cost_source_for_testing(&cost);
+  a->epoch_driver_for_testing().set_cost_source_for_testing(&cost);
   Driver drv{*a, &cost};
   ASSERT_TRUE(drv.until([&] { return a->learner().state() == Lifecycle::kFrozen; }, (kFreezeBound + 1) * 100));
   const LearnerCounters before = a->learner().counters();
@@ -487,7 +487,7 @@ TEST(LearnModeI3, BackingFollowsTheHeaderStrategyAcrossEpochBoundaries) {
   o.set(Opt::kFreezeTol, 0);
   ScopedAllocator<TestConfig> a(o);
   NoisyCost cost;
-  a->set_cost_source_for_testing(&cost);
+  a->epoch_driver_for_testing().set_cost_source_for_testing(&cost);
 
   struct Live {
     unsigned char *p;
@@ -610,7 +610,7 @@ TEST(LearnModeFixed, NoEpochsEver) {
     ASSERT_NE(p, nullptr);
     ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
   }
-  a->end_epoch_for_testing();
+  a->epoch_driver_for_testing().end_epoch();
   EXPECT_EQ(a->learner().counters().epochs, 0u);
   EXPECT_EQ(a->learner().counters().learning_work, 0u);
   EXPECT_EQ(a->selector().current_id(), fixed) << "the strategy moved in fixed mode";
@@ -636,7 +636,7 @@ TEST(LearnModeEpochs, EndByTimeEvery64RequestsWhenTheDeadlinePassed) {
   ScriptedCost cost;
   cost.unit = needle(3);
   cost.requests = 64;
-  a->set_cost_source_for_testing(&cost);
+  a->epoch_driver_for_testing().set_cost_source_for_testing(&cost);
   Driver drv{*a, &cost};
   constexpr uint64_t kBatches = 20;
   for (uint64_t b = 0; b < kBatches; ++b) {
@@ -676,7 +676,7 @@ TEST(LearnModeEpochs, SampledBookkeepingStaysWithinOneSamplePeriod) {
   ScriptedCost cost;
   cost.unit = needle(3);
   cost.requests = 1600;
-  a->set_cost_source_for_testing(&cost);
+  a->epoch_driver_for_testing().set_cost_source_for_testing(&cost);
   constexpr uintptr_t kSite = 0x4321;
   for (int i = 0; i < 16000 + 5; ++i) {
     void* p = a->alloc(128 * kKiB, kSite);
@@ -762,21 +762,21 @@ TEST(LearnModeEarlyEnd, FrozenEpochsHaveNoBoundCanaryEpochsDo) {
   ScopedAllocator<TestConfig> a(canary_after_every_frozen_epoch());
   ScriptedCost cost;
   cost.unit = needle(2);
-  a->set_cost_source_for_testing(&cost);
-  EXPECT_EQ(a->early_end_bound_for_testing(), 0u) << "an injected cost source turns early ends off";
+  a->epoch_driver_for_testing().set_cost_source_for_testing(&cost);
+  EXPECT_EQ(a->epoch_driver_for_testing().early_end_bound_for_testing(), 0u) << "an injected cost source turns early ends off";
   Driver drv{*a, &cost};
   ASSERT_TRUE(drv.until([&] { return a->learner().state() != Lifecycle::kLearn; }, (kFreezeBound + 1) * 100));
-  a->set_early_end_for_testing(1000000);
+  a->epoch_driver_for_testing().set_early_end_for_testing(1000000);
   int frozen = 0, canary = 0;
   for (int e = 0; e < 12; ++e) {
     ASSERT_TRUE(drv.epochs(1));
     if (a->learner().state() == Lifecycle::kFrozen) {
       ++frozen;
-      EXPECT_EQ(a->early_end_bound_for_testing(), 0u) << "a FROZEN epoch got an early-end bound";
+      EXPECT_EQ(a->epoch_driver_for_testing().early_end_bound_for_testing(), 0u) << "a FROZEN epoch got an early-end bound";
     } else {
       ++canary;
       EXPECT_EQ(a->learner().state(), Lifecycle::kCanary);
-      EXPECT_GT(a->early_end_bound_for_testing(), 0u) << "a CANARY epoch got no early-end bound";
+      EXPECT_GT(a->epoch_driver_for_testing().early_end_bound_for_testing(), 0u) << "a CANARY epoch got no early-end bound";
     }
   }
   EXPECT_GE(frozen, 5);
@@ -823,22 +823,22 @@ TEST(LearnModeEpochs, RealCostSourceScoresAnMmapHeavyWorkload) {
 
   // Close the running epoch (if it saw requests), then: no large request, no epoch. Small
   // requests (below 64 KiB) are not large requests either.
-  a->end_epoch_for_testing();
+  a->epoch_driver_for_testing().end_epoch();
   const uint64_t epochs = a->learner().counters().epochs;
   const uint64_t scored = a->learner().counters().scored_epochs;
-  a->end_epoch_for_testing();
+  a->epoch_driver_for_testing().end_epoch();
   EXPECT_EQ(a->learner().counters().epochs, epochs) << "an empty epoch was counted";
   for (int k = 0; k < 1000; ++k) {
     void *p = a->alloc(64 * kKiB - 1, kSite);
     ASSERT_NE(p, nullptr);
     ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
   }
-  a->end_epoch_for_testing();
+  a->epoch_driver_for_testing().end_epoch();
   EXPECT_EQ(a->learner().counters().epochs, epochs) << "requests below 64 KiB made an epoch";
   // One large request, and the hook does end an epoch (unscored: 1 < min_samples).
   void *p = a->alloc(kMiB, kSite);
   ASSERT_NE(p, nullptr);
-  a->end_epoch_for_testing();
+  a->epoch_driver_for_testing().end_epoch();
   EXPECT_EQ(a->learner().counters().epochs, epochs + 1);
   EXPECT_EQ(a->learner().counters().scored_epochs, scored) << "an epoch of 1 request was scored";
   ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
@@ -938,7 +938,7 @@ TEST(LearnModeSites, BusierSiteIsListedFirstWithItsCounts) {
   ScopedAllocator<TestConfig> a(learn_options());
   ScriptedCost cost;
   cost.unit = needle(0);
-  a->set_cost_source_for_testing(&cost);
+  a->epoch_driver_for_testing().set_cost_source_for_testing(&cost);
   constexpr uintptr_t kBusy = 0x401234, kQuiet = 0x402468;
   constexpr uint64_t kSize = 300 * kKiB; // band 3: [200 KiB, 352 KiB)
   auto large = [&](uintptr_t site, int n) {
@@ -974,7 +974,7 @@ TEST(LearnModeSites, UnknownSiteIsNotCreditedToAnotherSite) {
   ScopedAllocator<TestConfig> a(learn_options());
   ScriptedCost cost;
   cost.unit = needle(0);
-  a->set_cost_source_for_testing(&cost);
+  a->epoch_driver_for_testing().set_cost_source_for_testing(&cost);
   // A site whose first probe slot is the one site 0 hashes to.
   uintptr_t other = 0;
   for (uintptr_t s = 0x400000; other == 0; s += 16) {

@@ -181,6 +181,13 @@ const char* initial_environment(size_t* len) {
 
 }  // namespace
 
+Options options_from_environment(const char* defaults) {
+  Options o;
+  parse_options(defaults, o, write_stderr, nullptr);
+  parse_options(find_env("HAKMEM_OPTIONS"), o, write_stderr, nullptr);
+  return o;
+}
+
 const char* find_env(const char* name) {
   const size_t n = strlen(name);
   if (environ != nullptr) {

@@ -127,6 +127,9 @@ size_t parse_options(const char* text, Options& out, WriteFn warn, void* warn_ar
 /// before libc has set `environ`, in the initial environment from /proc/self/environ.
 const char* find_env(const char* name);
 
+/// `defaults` (may be null), then HAKMEM_OPTIONS over them; a bad entry is warned about on stderr.
+Options options_from_environment(const char* defaults);
+
 /// Writes the option table as documentation, one line per option.
 void print_options_doc(WriteFn fn, void* arg);
 

@@ -14,10 +14,13 @@
 #include "cache/cache.h"
 #include "core/core.h"
 #include "front/audit.h"
+#include "front/config.h"
 #include "front/epoch_driver.h"
 #include "front/fork.h"
 #include "front/hardening.h"
 #include "front/large_slot.h"
+#include "front/map_path.h"
+#include "front/pool_path.h"
 #include "front/quarantine.h"
 #include "front/stats.h"
 #include "front/thread_state.h"
@@ -29,37 +32,15 @@
 
 namespace hakmem {
 
-/// What a test can read back about one live block.
-struct BlockInfo {
-  Verdict verdict = Verdict::kInvalidPointer;
-  ExtentKind kind = ExtentKind::kNone;
-  HeaderFields fields;
-  uint64_t usable = 0;
-  uint64_t threshold_of_strategy = 0;
-};
-
 /**
- * The allocator, parameterized by a Config that names its platform:
+ * The allocator, parameterized by a Config that names its platform (config.h). A constinit
+ * instance is the process allocator (initialized by its first call); tests build their own and
+ * must call teardown() (ScopedAllocator does), which returns every byte through the releaser.
  *
- *   struct Config { using Pal = LinuxPal; };
- *
- * A constinit instance is the process allocator (initialized by its first call); tests build
- * their own with explicit Options and a test platform, and must call teardown() (ScopedAllocator
- * does), which returns every byte through the releaser.
- *
- * It owns the layers (Registry, Pool, Map, releaser, BigCache, Selector) and the front's
- * components (validation, reports, large slots, learn mode's epoch driver, thread state, the
- * fork gate, paranoid mode's quarantine), and connects them; each component keeps its own
- * state, locks, stats and audit. The paths are named by tier, each name saying who calls it:
- *
- *   alloc -> alloc_refill | alloc_slow (-> alloc_slow_pool) -> alloc_slow_general
- *   alloc_slow_general, calloc, realloc, aligned_alloc -> alloc_general
- *        (-> alloc_general_sampled) -> alloc_backed -> alloc_backed_large
- *   free / free_entry -> free_fast_pool (-> free_fast_pool_remote) | free_fast_slot
- *        | free_entry_large -> free_general -> free_commit
- *
- * HAKMEM_FAST_PATH marks what is inlined into the entry points, HAKMEM_SLOW_PATH where a fast
- * path leaves, by a tail call. Paranoid mode never takes a fast path (ThreadState::fast_id()).
+ * It owns the layers and the front's components and connects them; each component keeps its own
+ * state, locks, stats and audit. Each path's name says which tier calls it (front/README.md,
+ * "Paths"): alloc -> alloc_slow -> alloc_slow_general -> alloc_general -> alloc_backed, and free
+ * -> free_fast_pool | free_fast_slot -> free_general -> free_commit.
  */
 template <class Config>
 class Allocator {
@@ -76,18 +57,13 @@ class Allocator {
   /// Initializes with explicit options (tests) unless already initialized.
   bool init(const Options& options) {
     LockGuard g(init_lock_);
-    if (ready_.load(std::memory_order_acquire)) return true;
-    return init_locked(options);
+    return ready() || init_locked(options);
   }
 
-  /// Initializes from hakmem_default_options() and HAKMEM_OPTIONS (the process allocator).
+  /// Initializes from `defaults` (hakmem_default_options()) and HAKMEM_OPTIONS, unless already initialized.
   bool init_from_environment(const char* defaults) {
     LockGuard g(init_lock_);
-    if (ready_.load(std::memory_order_acquire)) return true;
-    Options o;
-    parse_options(defaults, o, write_stderr, nullptr);
-    parse_options(find_env("HAKMEM_OPTIONS"), o, write_stderr, nullptr);
-    return init_locked(o);
+    return ready() || init_locked(options_from_environment(defaults));
   }
 
   bool ready() const { return ready_.load(std::memory_order_acquire); }
@@ -111,9 +87,9 @@ class Allocator {
     if (__builtin_expect(size < kMinThreshold && Threads::tls.id == threads_.fast_id(), 1)) {
       ThreadHeap* h = Threads::tls.heap;
       const size_t c = SizeClasses::class_of(size);
-      FreeBlock* b = pop_head_block(h, c);
+      FreeBlock* b = PoolPath<Pal>::pop_head(h, c);
       if (__builtin_expect(b == nullptr, 0)) return alloc_refill(h, c, size, site, origin);
-      return hand_out_pool_block(h, c, block_of(b), size, site, origin, selector_.current_id());
+      return PoolPath<Pal>::hand_out(codec_, h, c, PoolPath<Pal>::block_of(b), size, site, origin, selector_.current_id());
     }
     return alloc_slow(size, site, origin);
   }
@@ -141,11 +117,8 @@ class Allocator {
     return p;
   }
 
-  /**
-   * Resizes, keeping min(old, new) bytes (I5). A bad pointer is reported like a bad free and
-   * gives nullptr; on ENOMEM the old block is untouched. realloc(p, 0) frees p and returns
-   * nullptr, as glibc does.
-   */
+  /// Resizes, keeping min(old, new) bytes (I5). A bad pointer is reported like a bad free and gives
+  /// nullptr; on ENOMEM the old block is untouched. realloc(p, 0) frees p and gives nullptr (glibc).
   void* realloc(void* p, size_t size, uintptr_t site) {
     if (p == nullptr) return alloc(size, site);
     if (!ensure_ready()) return nullptr;
@@ -192,22 +165,15 @@ class Allocator {
 
   // ---------------------------------------------------------------- release
 
-  /**
-   * Frees p after validating it (registry, header checksum, state, origin, method). A misuse is
-   * reported and nothing is changed; the verdict is returned (only reachable with
-   * on_error=report: the default aborts).
-   */
+  /// Frees p after validating it. A misuse is reported and nothing is changed; the verdict is
+  /// returned (only reachable with on_error=report: the default aborts).
   HAKMEM_FAST_PATH Verdict free(void* p, uintptr_t site, Origin origin = Origin::kMalloc) {
     if (__builtin_expect(free_fast(p, origin), 1)) return Verdict::kOk;
     return free_general(p, site, origin);
   }
 
-  /**
-   * free()'s fast paths: true when p was a plain Pool block, live, of origin `origin` (and size
-   * `sized`, unless kUnsized), and is now freed (free_fast_pool()), or a Map block now in the
-   * thread's large slot (free_fast_slot()). False changes nothing: the caller goes on to
-   * free_general(), which diagnoses every misuse.
-   */
+  /// free()'s fast paths, free_fast_pool() and free_fast_slot(): true when p is now freed. False
+  /// changes nothing: the caller goes on to free_general(), which diagnoses every misuse.
   HAKMEM_FAST_PATH bool free_fast(void* p, Origin origin, uint64_t sized = kUnsized) {
     MapBlock* mb = nullptr;
     if (__builtin_expect(free_fast_pool(p, origin, sized, &mb), 1)) return true;
@@ -233,10 +199,8 @@ class Allocator {
     }
   }
 
-  /**
-   * A sized release (C++ sized delete, C23 free_sized): as free(), and the size must be the one
-   * the block was allocated with, or it is reported as a size mismatch and nothing is freed.
-   */
+  /// A sized release (C++ sized delete, C23 free_sized): as free(), and the size must be the one
+  /// the block was allocated with, or it is reported as a size mismatch and nothing is freed.
   Verdict free_sized(void* p, size_t size, uintptr_t site, Origin origin) {
     if (p == nullptr) return Verdict::kOk;
     if (__builtin_expect(size != kUnsized && free_fast(p, origin, size), 1)) return Verdict::kOk;
@@ -272,10 +236,8 @@ class Allocator {
     return validator_.locate(reinterpret_cast<uintptr_t>(p), origin, &at);
   }
 
-  /**
-   * Sets the fixed mmap threshold at run time (mallopt M_MMAP_THRESHOLD). False when out of
-   * range. Blocks already allocated keep the strategy their header records (I3 is per block).
-   */
+  /// Sets the fixed mmap threshold (mallopt M_MMAP_THRESHOLD); false when out of range. Blocks
+  /// already allocated keep the strategy their header records (I3 is per block).
   bool set_threshold(uint64_t threshold) {
     if (!ensure_ready() || threshold < kMinThreshold || threshold > kMaxThreshold) return false;
     return selector_.init_fixed(threshold);
@@ -307,37 +269,13 @@ class Allocator {
 
   // ---------------------------------------------------------------- stats
 
-  /// Every counter at one moment; each component fills its own part.
+  /// Every counter at one moment; each component fills its own part (AllocatorStats).
   StatsSnapshot stats() {
-    StatsSnapshot s;
-    if (!ensure_ready()) return s;
-    s.mode = opts_.get(Opt::kMode);
-    const StrategySnapshot snap = selector_.snapshot();
-    s.strategy = snap.id;
-    s.threshold = snap.threshold;
-    fill_heap_stats(s, pool_);
-    s.slot_max = slots_.max();
-    cache_.fill_stats(s);
-    releaser_.fill_stats(s);
-    s.mapped_bytes = mapped_.load();
-    s.metadata_bytes = metadata_bytes();
-    s.paranoid = paranoid_;
-    quarantine_.fill_stats(s);
-    s.zero_live = zero_.live();
-    s.protect_failures = protect_failures_.load();
-    reporter_.fill_stats(s);
-    driver_.fill_stats(s);
-    return s;
+    if (!ensure_ready()) return StatsSnapshot{};
+    return AllocatorStats::collect(*this);
   }
 
-  void print_stats(WriteFn fn, void* arg, bool json = false) {
-    const StatsSnapshot s = stats();
-    if (json) {
-      print_stats_json(s, fn, arg);
-    } else {
-      print_stats_table(s, fn, arg);
-    }
-  }
+  void print_stats(WriteFn fn, void* arg, bool json = false) { (json ? print_stats_json : print_stats_table)(stats(), fn, arg); }
 
   uint64_t error_count(Verdict v) const { return reporter_.count(v); }
 
@@ -346,30 +284,15 @@ class Allocator {
   /// The learner (leaderboard, lifecycle), for stats and tests.
   const Learner& learner() const { return driver_.learner(); }
   bool learning() const { return driver_.learning(); }
-  /// TestOnly: the learner's costs come from `source`; early ends are off (EpochDriver).
-  void set_cost_source_for_testing(CostSource* source) { driver_.set_cost_source_for_testing(source); }
-  /// TestOnly: turns early ends back on with `factor`.
-  void set_early_end_for_testing(uint64_t factor) { driver_.set_early_end_for_testing(factor); }
-  /// TestOnly: the running epoch's early-end bound, in large-path cycles per request (0: none).
-  uint64_t early_end_bound_for_testing() const { return driver_.early_end_bound_for_testing(); }
-  /// TestOnly: ends the epoch now (tests drive epochs without 10,000 requests).
-  void end_epoch_for_testing() { driver_.end_epoch(); }
+  /// TestOnly: the epoch driver (tests set its cost source and end epochs at will).
+  EpochDriver<Pal, PoolT>& epoch_driver_for_testing() { return driver_; }
 
   // ---------------------------------------------------------------- tests
 
-  /// TestOnly: header fields and backing of a live block.
+  /// TestOnly: header fields and backing of a live block (AllocatorAudit).
   BlockInfo inspect(const void* p) {
-    BlockInfo info;
-    if (!ensure_ready()) return info;
-    Located at;
-    info.verdict = validator_.locate(reinterpret_cast<uintptr_t>(p), Origin::kMalloc, &at, /*check_origin=*/false);
-    if (at.extent != nullptr) info.kind = at.extent->kind;
-    if (at.header_ok) {
-      info.fields = at.h.fields();
-      info.threshold_of_strategy = selector_.threshold_of(at.h.strategy());
-    }
-    if (info.verdict == Verdict::kOk) info.usable = validator_.usable_of(at);
-    return info;
+    if (!ensure_ready()) return BlockInfo{};
+    return AllocatorAudit::inspect(*this, p);
   }
 
   /// TestOnly: the codec (tests forge and inspect headers with it).
@@ -379,12 +302,10 @@ class Allocator {
 
   /// TestOnly: walks every structure and checks I2, I3, I4, I6 and I7 (AllocatorAudit). The
   /// caller guarantees no other thread is using the allocator.
-  AuditResult audit() { return AllocatorAudit<Config>::run(*this); }
+  AuditResult audit() { return AllocatorAudit::run(*this); }
 
-  /**
-   * Returns every byte to the OS through the releaser and forgets all state. Tests only: the
-   * process allocator is never torn down.
-   */
+  /// Tests only (the process allocator is never torn down): every byte goes back to the OS through
+  /// the releaser, and all state is forgotten.
   void teardown() {
     if (!ready()) return;
     pool_.for_each_heap([this](ThreadHeap* h) { slots_.to_cache(cache_, h->slot, h->counters); });
@@ -402,54 +323,24 @@ class Allocator {
     ready_.store(false, std::memory_order_release);
   }
 
-  /**
-   * Fork protocol (pthread_atfork): prepare_fork() lets large operations finish, then disables
-   * every component, each taking its own locks, so no structure is mid-update when the address
-   * space is copied; the parent then enables them; the child enables them and gives up the heaps
-   * of the threads that did not survive the fork, so their spans can be adopted.
-   */
-  void prepare_fork() {
-    gate_.close();
-    init_lock_.lock();
-    if (!ready()) return;
-    std::apply([](auto&... c) { disable_in_order(c...); }, fork_order());
-  }
-  void parent_after_fork() {
-    enable_after_fork();
-    gate_.open();
-  }
-  void child_after_fork() {
-    enable_after_fork();
-    gate_.open_in_child();
-    if (ready()) {
-      ThreadHeap* keep = threads_.heap_if_present();
-      pool_.for_each_heap([&](ThreadHeap* h) {
-        if (h != keep) slots_.to_cache(cache_, h->slot, h->counters);
-      });
-      pool_.retire_heaps_except(keep);
-    }
-  }
+  /// The fork protocol (pthread_atfork; AllocatorFork in fork.h).
+  void prepare_fork() { AllocatorFork::prepare(*this); }
+  void parent_after_fork() { AllocatorFork::parent(*this); }
+  void child_after_fork() { AllocatorFork::child(*this); }
 
  private:
   friend Threads;
-  friend struct AllocatorAudit<Config>;
+  friend struct AllocatorAudit;
+  friend struct AllocatorFork;
+  friend struct AllocatorStats;
 
   /// The components in the order a fork disables them (enabled in reverse): a path that holds
   /// one component's lock may take only those after it.
   auto fork_order() { return std::tie(driver_, cache_, releaser_, map_, quarantine_, zero_, pool_, registry_); }
 
-  void enable_after_fork() {
-    if (ready()) std::apply([](auto&... c) { enable_in_reverse(c...); }, fork_order());
-    init_lock_.unlock();
-  }
-
   bool ensure_ready() {
     if (__builtin_expect(ready_.load(std::memory_order_acquire), 1)) return true;
-    if constexpr (requires { Config::default_options(); }) {
-      return init_from_environment(Config::default_options());
-    } else {
-      return init_from_environment(nullptr);
-    }
+    return init_from_environment(default_options_of<Config>());
   }
 
   bool init_locked(const Options& o) {
@@ -474,6 +365,8 @@ class Allocator {
     validator_.init({&registry_, &codec_, &zero_, &hard_, paranoid_, opts_.get(Opt::kOriginCheck) != 0});
     reporter_.init(opts_.get(Opt::kOnError) == kOnErrorAbort);
     if (paranoid_) quarantine_.init({&pal_, &mapped_, &registry_, &validator_, &hard_}, opts_.get(Opt::kQuarantine));
+    pool_path_.init({&pool_, &quarantine_, &reporter_, &codec_, &hard_, paranoid_});
+    map_path_.init({&pal_, &map_, &cache_, &gate_, &codec_, &hard_, paranoid_});
     // Paranoid mode takes no fast path (so the default mode pays nothing for paranoia).
     if (!threads_.init(this, &pool_, !paranoid_)) return false;
     // The large slot feeds the cache (a slot block goes to BigCache when its thread exits or
@@ -486,10 +379,7 @@ class Allocator {
   /// A thread with a heap is exiting (ThreadState's key destructor): its quarantined blocks,
   /// its slot block and its spans go where other threads find them.
   void thread_exiting(ThreadHeap* h) {
-    if (paranoid_) {
-      QuarantineHooks hooks{this, h};
-      quarantine_.spill(hooks, h->quarantine);
-    }
+    if (paranoid_) pool_path_.spill(h);
     {
       const ForkGate::LargeOp guard(gate_);
       slots_.to_cache(cache_, h->slot, h->counters);
@@ -499,33 +389,6 @@ class Allocator {
 
   // ------------------------------------------------------------ alloc tiers
 
-  /// The first free block of class c's head span, taken off its list, or nullptr when there is
-  /// none: the two loads both short Pool paths share.
-  static HAKMEM_FAST_PATH FreeBlock* pop_head_block(Heap* h, size_t c) {
-    Span* s = h->partial[c].head;
-    FreeBlock* b = s != nullptr ? s->free : nullptr;
-    if (b != nullptr) s->free = b->next;
-    return b;
-  }
-
-  /// The start of the block whose free-list link is b (its header).
-  static HAKMEM_FAST_PATH uintptr_t block_of(FreeBlock* b) { return reinterpret_cast<uintptr_t>(b) - kHeaderSize; }
-
-  /// Writes a plain Pool block's header (the strategy in force, I3) and counts it.
-  HAKMEM_FAST_PATH void* hand_out_pool_block(Heap* h, size_t c, uintptr_t block, size_t size, uintptr_t site,
-                                             Origin origin, uint8_t strategy) {
-    HeaderFields f;
-    f.method = Method::kPool;
-    f.origin = origin;
-    f.strategy = strategy;
-    f.size = size;
-    f.site = site & kSiteMask;
-    codec_.encode(f, reinterpret_cast<void*>(block));
-    h->counters.pool_allocs[c].add(1);
-    track_alloc(block + kHeaderSize, block + kHeaderSize, SizeClasses::usable(c));
-    return reinterpret_cast<void*>(block + kHeaderSize);
-  }
-
   /// alloc() when class c's head span has no free block: carving, draining, adopting or mapping.
   HAKMEM_SLOW_PATH void* alloc_refill(ThreadHeap* h, size_t c, size_t size, uintptr_t site, Origin origin) {
     const uintptr_t block = pool_.alloc(h, c);
@@ -533,17 +396,14 @@ class Allocator {
       errno = ENOMEM;
       return nullptr;
     }
-    return hand_out_pool_block(h, c, block, size, site, origin, selector_.current_id());
+    return PoolPath<Pal>::hand_out(codec_, h, c, block, size, site, origin, selector_.current_id());
   }
 
   /**
-   * alloc() past its fast path. Pool sizes from the smallest threshold up to the one in force,
-   * when the class's head span has a free block (alloc_slow_pool()), and a large request the
-   * thread's slot serves, are short paths: the strategy is read first (I3). In learn mode these
-   * are unsampled learner requests, which cost their countdown step here; the sampled one
-   * (countdown 0) takes alloc_general(), which times it. Everything else goes to
-   * alloc_general(). The short paths and the general one leave by tail calls, and the slot's
-   * hand-out is inlined, so a slot round trip saves no registers.
+   * alloc() past its fast path. Two short paths read the strategy first (I3): a Pool size below
+   * the threshold in force whose class has a free block (alloc_slow_pool()), and a large request
+   * the thread's slot serves. In learn mode each costs its countdown step; the sampled request
+   * (countdown 0) and everything else go to the general path, by tail calls.
    */
   HAKMEM_SLOW_PATH void* alloc_slow(size_t size, uintptr_t site, Origin origin) {
     static_assert(kMaxThreshold <= SizeClasses::kMaxUsable);  // a size below any threshold has a class
@@ -565,9 +425,9 @@ class Allocator {
   /// block when it has one, else the general path.
   HAKMEM_SLOW_PATH void* alloc_slow_pool(ThreadHeap* h, size_t size, uintptr_t site, Origin origin, uint8_t strategy) {
     const size_t c = SizeClasses::class_of(size);
-    if (FreeBlock* b = pop_head_block(h, c)) {
+    if (FreeBlock* b = PoolPath<Pal>::pop_head(h, c)) {
       if (driver_.learning()) --Threads::tls.sample_countdown;  // (size >= kMinThreshold here)
-      return hand_out_pool_block(h, c, block_of(b), size, site, origin, strategy);
+      return PoolPath<Pal>::hand_out(codec_, h, c, PoolPath<Pal>::block_of(b), size, site, origin, strategy);
     }
     return alloc_slow_general(size, site, origin);
   }
@@ -584,10 +444,8 @@ class Allocator {
    * came straight from mmap (already zero).
    */
   HAKMEM_FAST_PATH void* alloc_general(size_t size, size_t align, uintptr_t site, Origin origin, bool* fresh) {
-    // ensure_ready() first: learn mode is set by initialization, which the very first call of the
-    // process may be about to run. An unsampled request costs one decrement of a countdown in
-    // the thread's TLS slot (a line the fast paths keep hot); the sampled one goes out of line,
-    // so alloc_backed() has one inlined copy here, which fixed mode and learn mode share.
+    // ensure_ready() first: the very first call of the process may be about to set learn mode.
+    // The sampled request goes out of line, so fixed and learn mode share one alloc_backed().
     if (__builtin_expect(size >= kMinThreshold && ensure_ready() && driver_.learning(), 0)) {
       if (!threads_.has_heap() || Threads::tls.sample_countdown == 0) {
         return alloc_general_sampled(size, align, site, origin, fresh);
@@ -609,8 +467,8 @@ class Allocator {
     return p;
   }
 
-  /// A request on its backing: the zero-size arena, a Pool class, the thread's slot, or a Map
-  /// block (alloc_backed_large()), chosen by the strategy in force, read first (I3).
+  /// A request on its backing: the zero-size arena, a Pool class (PoolPath), the thread's slot
+  /// (LargeSlots), or a Map block (MapPath), chosen by the strategy in force, read first (I3).
   HAKMEM_FAST_PATH void* alloc_backed(size_t size, size_t align, uintptr_t site, Origin origin, bool* fresh) {
     *fresh = false;
     ThreadHeap* h = nullptr;
@@ -625,98 +483,14 @@ class Allocator {
       if (const uintptr_t z = zero_.alloc()) return reinterpret_cast<void*>(z);
     }
     const StrategySnapshot snap = selector_.snapshot();
-    const uint64_t slack = align_slack(align);
-    const uint64_t canary = validator_.canary_bytes();
     site &= kSiteMask;
-    if (size < snap.threshold && size + canary + slack <= SizeClasses::kMaxUsable) {
-      // At least one usable byte, so the user pointer lies inside its block even for an aligned
-      // zero-size request (else it would be the next block's address).
-      const size_t c = SizeClasses::class_of((size == 0 ? 1 : size) + canary + slack);
-      const uintptr_t block = paranoid_ ? take_checked_pool_block(h, c) : pool_.alloc(h, c);
-      if (block == 0) {
-        errno = ENOMEM;
-        return nullptr;
-      }
-      const uintptr_t hdr = header_for(block, align);
-      track_alloc(block + kHeaderSize, hdr + kHeaderSize, SizeClasses::block_size(c) - (hdr - block) - kHeaderSize);
-      write_headers(block, hdr, Method::kPool, origin, snap.id, size, site);
-      if (paranoid_) hard_.write_canary(hdr + kHeaderSize + size);
-      h->counters.pool_allocs[c].add(1);
-      return reinterpret_cast<void*>(hdr + kHeaderSize);
-    }
+    if (size < snap.threshold && pool_path_.fits(size, align)) return pool_path_.acquire(h, size, align, site, origin, snap.id);
     if (align <= kHeaderSize && !paranoid_) {
       if (MapBlock* mb = LargeSlots<Pal>::take(h->slot, size)) {
         return LargeSlots<Pal>::hand_out(codec_, h->counters, mb, size, site, origin, snap.id);
       }
     }
-    return alloc_backed_large(h, size, align, site, origin, snap.id, fresh);
-  }
-
-  /// A Map block for a request past the Pool: BigCache's when one fits, else a fresh mapping.
-  void* alloc_backed_large(ThreadHeap* h, size_t size, size_t align, uintptr_t site, Origin origin, uint8_t strategy,
-                           bool* fresh) {
-    const ForkGate::LargeOp guard(gate_);
-    // Paranoid: the user pointer starts a page, so a freed block's user pages can be made
-    // inaccessible while its header page stays readable for validation.
-    const size_t map_align = paranoid_ && align < Pal::kPageSize ? Pal::kPageSize : align;
-    const uint64_t payload = size + validator_.canary_bytes() + align_slack(map_align);
-    const uint32_t cls = LargeClasses::class_of(payload);
-    MapBlock* mb = cache_.take(site, cls, payload, 0);
-    if (mb != nullptr && paranoid_ && !unprotect_cached(mb)) {
-      cache_.put(mb, site);  // still Cached and inaccessible: back where it was
-      errno = ENOMEM;
-      return nullptr;
-    }
-    if (mb == nullptr) {
-      mb = map_.map(payload);
-      if (mb == nullptr) {
-        errno = ENOMEM;
-        return nullptr;
-      }
-      *fresh = true;  // straight from mmap: already zero
-    }
-    const uintptr_t hdr = header_for(mb->base, map_align);
-    track_alloc(mb->base + kHeaderSize, hdr + kHeaderSize, mb->capacity_at(hdr - mb->base), *fresh);
-    mb->hdr_offset = hdr - mb->base;
-    mb->state = State::kLive;
-    write_headers(mb->base, hdr, Method::kMap, origin, strategy, size, site);
-    if (paranoid_) hard_.write_canary(hdr + kHeaderSize + size);
-    h->counters.map_allocs.add(1);
-    h->counters.map_held_bytes.add(static_cast<int64_t>(mb->length));
-    return reinterpret_cast<void*>(hdr + kHeaderSize);
-  }
-
-  /**
-   * Where the real header goes for an `align`-aligned user pointer in a block at `block`: the
-   * block start when that already aligns the user pointer, else at least 32 bytes in, so that
-   * neither the forward record at the block start nor the free-list link a freed Pool block keeps
-   * at block + 16 can overlap it (the real header of a freed block must survive for double-free
-   * reports with size and site).
-   */
-  static uintptr_t header_for(uintptr_t block, size_t align) {
-    if ((block + kHeaderSize) % align == 0) return block;
-    return round_up(block + 3 * kHeaderSize, align) - kHeaderSize;
-  }
-  /// The most header_for() can move the header in: align + 16 (0 for plain 16-byte alignment).
-  static constexpr uint64_t align_slack(size_t align) { return align > kHeaderSize ? align + kHeaderSize : 0; }
-
-  /// The header of a block handed out at `hdr`, and a forward record at `block` when they differ.
-  HAKMEM_FAST_PATH void write_headers(uintptr_t block, uintptr_t hdr, Method method, Origin origin, uint8_t strategy,
-                                      uint64_t size, uintptr_t site) {
-    if (hdr != block) {
-      HeaderFields fwd;
-      fwd.method = Method::kForward;
-      fwd.size = hdr - block;
-      codec_.encode(fwd, reinterpret_cast<void*>(block));
-    }
-    HeaderFields f;
-    f.method = method;
-    f.state = State::kLive;
-    f.origin = origin;
-    f.strategy = strategy;
-    f.size = size;
-    f.site = site;
-    codec_.encode(f, reinterpret_cast<void*>(hdr));
+    return map_path_.acquire(h->counters, size, align, site, origin, snap.id, fresh);
   }
 
   // ------------------------------------------------------------ free tiers
@@ -724,8 +498,8 @@ class Allocator {
   /**
    * The Pool fast free: true when p was a plain Pool block, live, of origin `origin` (and size
    * `sized`), and is now freed, after the same checks as Validator::locate(): ownership
-   * (Registry), exact block pointer, then live_header_ok(). False changes nothing, and sets *mb to
-   * p's Map block when p lies in one (and this thread may take the fast path).
+   * (Registry), then PoolPath::free_fast(). False changes nothing, and sets *mb to p's Map block
+   * when p lies in one (and this thread may take the fast path).
    */
   HAKMEM_FAST_PATH bool free_fast_pool(void* p, Origin origin, uint64_t sized, MapBlock** mb) {
     const auto u = reinterpret_cast<uintptr_t>(p);
@@ -736,41 +510,8 @@ class Allocator {
       if (e->kind == ExtentKind::kMapBlock) *mb = static_cast<MapBlock*>(e);
       return false;
     }
-    auto* s = static_cast<Span*>(e);
-    const uintptr_t block = u - kHeaderSize;
-    // p - 16 must start a block handed out: its offset a multiple of the block size, and its
-    // index below the carved count. exact_quotient() is the index of a multiple and more than any
-    // block count otherwise, so one compare checks both. (An offset that wraps, p < base + 16, or
-    // that an address above bit 46 makes huge (lookup_initialized()), is past every count too.)
-    const uint64_t off = block - s->base;
-    if (__builtin_expect(exact_quotient(off, s->inverse, s->shift) >= s->carved.load(std::memory_order_relaxed), 0)) {
-      return false;
-    }
-    uint32_t sum;
-    if (__builtin_expect(!live_header_ok(codec_, block, Method::kPool, origin, s->block_size - kHeaderSize, sized, &sum),
-                         0)) {
-      return false;
-    }
-    codec_.seal_live_in_place(sum, State::kFree, reinterpret_cast<void*>(block));
-    ThreadHeap* me = Threads::tls.heap;
-    me->counters.pool_frees[s->cls].add(1);
-    track_free(u, s->block_size - kHeaderSize, sizeof(FreeBlock));
-    if (__builtin_expect(s->owner.load(std::memory_order_relaxed) == me && !s->in_full, 1)) {
-      // The address passes through an empty asm (no instruction), so the compiler does not take
-      // p's provenance (a test may pass the address of a local) for the block's.
-      uintptr_t link = u;
-      asm("" : "+r"(link));
-      auto* b = reinterpret_cast<FreeBlock*>(link);
-      b->next = s->free;
-      s->free = b;
-    } else {
-      free_fast_pool_remote(me, s, block);
-    }
-    return true;
+    return pool_path_.free_fast(codec_, static_cast<Span*>(e), u, origin, sized, [] { return Threads::tls.heap; });
   }
-
-  /// The Pool free of a span this thread does not own, or one on the full list.
-  HAKMEM_SLOW_PATH void free_fast_pool_remote(ThreadHeap* me, Span* s, uintptr_t block) { pool_.free(me, s, block); }
 
   /// free_fast()'s Map half: the block into the thread's large slot (LargeSlots::put()).
   HAKMEM_SLOW_PATH bool free_fast_slot(MapBlock* mb, uintptr_t u, Origin origin, uint64_t sized) {
@@ -813,86 +554,17 @@ class Allocator {
       return;
     }
     ThreadHeap* me = threads_.heap();  // a thread that only frees gets a heap too: its counters stay exact
-    auto count = [this, me](OwnedCounter HeapCounters::*k, int64_t d) {
-      if (me != nullptr) {
-        (me->counters.*k).add(d);
-      } else {
-        (pool_.orphan_counters().*k).add_shared(d);  // no heap (metadata OOM): the shared set
-      }
-    };
     if (at.extent->kind == ExtentKind::kPoolSpan) {
-      auto* s = static_cast<Span*>(at.extent);
-      HeaderCodec::store(codec_.resealed(at.h, at.sum, State::kFree), reinterpret_cast<void*>(at.header));
-      if (me != nullptr) {
-        me->counters.pool_frees[s->cls].add(1);
-      } else {
-        pool_.orphan_counters().pool_frees[s->cls].add_shared(1);
-      }
-      if (paranoid_) {
-        QuarantineHooks hooks{this, me};
-        quarantine_.free(hooks, me != nullptr ? &me->quarantine : nullptr, s, at, site);
-        return;
-      }
-      track_free(at.header + kHeaderSize, Validator<Pal>::capacity_of(at), at.header == at.block ? sizeof(FreeBlock) : 0);
-      pool_.free(me, s, at.block);
-      return;
+      pool_path_.release(at, me, site);
+    } else {
+      map_path_.release(at, me != nullptr ? &me->counters : nullptr, pool_.orphan_counters());
     }
-    const ForkGate::LargeOp guard(gate_);
-    auto* mb = static_cast<MapBlock*>(at.extent);
-    HeaderCodec::store(codec_.resealed(at.h, at.sum, State::kCached), reinterpret_cast<void*>(at.header));
-    mb->state = State::kCached;
-    count(&HeapCounters::map_frees, 1);
-    count(&HeapCounters::map_held_bytes, -static_cast<int64_t>(mb->length));
-    track_free(at.header + kHeaderSize, Validator<Pal>::capacity_of(at));
-    if (paranoid_) {
-      // The user pages (from the page-aligned user pointer) fault until the block is reused; the
-      // header page stays readable, so a double free is still reported, not a crash.
-      const uintptr_t user = at.header + kHeaderSize;
-      if (!pal_.protect(reinterpret_cast<void*>(user), mb->base + mb->length - user, Access::kNone, Layer::kCache)) {
-        protect_failures_.fetch_add(1, std::memory_order_relaxed);
-      }
-    }
-    cache_.put(mb, at.h.site());  // keyed by the allocation site: "same place, same pattern"
   }
 
-  // ------------------------------------------------------------ paranoid mode
-
-  /// The quarantine's callbacks: a block that passed its checks goes back to its span (as the
-  /// freeing thread `me`, which may be none); a write after free is reported.
-  struct QuarantineHooks {
-    Allocator* a;
-    ThreadHeap* me;
-    void recycle(Span* s, uintptr_t block) { a->pool_.free(me, s, block); }
-    void report(const FreedBlock& f, uintptr_t free_site) {
-      a->reporter_.report(Verdict::kWriteAfterFree, reinterpret_cast<void*>(f.user), f.at, free_site, Origin::kMalloc);
-    }
-  };
-
-  /// pool_.alloc() for paranoid mode: a block freed before is checked for a write after free.
-  uintptr_t take_checked_pool_block(ThreadHeap* h, size_t c) {
-    QuarantineHooks hooks{this, h};
-    return quarantine_.take_checked(hooks, [&] { return pool_.alloc(h, c); });
-  }
-
-  /// A cached Map block about to be reused: its user pages readable and writable again.
-  bool unprotect_cached(MapBlock* mb) {
-    return pal_.protect(reinterpret_cast<void*>(mb->base + Pal::kPageSize), mb->length - Pal::kPageSize,
-                        Access::kReadWrite, Layer::kMap);
-  }
-
-  // ------------------------------------------------------------ accounting
-
+  /// Bytes of every component's metadata (I7's last term).
   uint64_t metadata_bytes() const {
     return registry_.mapped_bytes() + pool_.meta_bytes() + map_.meta_bytes() + zero_.meta_bytes() +
            quarantine_.meta_bytes();
-  }
-
-  template <class Get>
-  uint64_t sum_heaps(Get&& get) {
-    return static_cast<uint64_t>(pool_.sum_heaps(get));
-  }
-  uint64_t sum_counter(OwnedCounter HeapCounters::*c) {
-    return sum_heaps([c](const HeapCounters& hc) { return (hc.*c).get(); });
   }
 
   Pal pal_{};
@@ -905,6 +577,8 @@ class Allocator {
   BigCache<Pal> cache_{};
   Selector selector_{};
   Validator<Pal> validator_{};
+  PoolPath<Pal> pool_path_{};
+  MapPath<Pal> map_path_{};
   Reporter reporter_{};
   LargeSlots<Pal> slots_{};
   EpochDriver<Pal, PoolT> driver_{};
@@ -918,7 +592,6 @@ class Allocator {
   Hardening hard_{};
   ZeroArena<Pal> zero_{};
   Quarantine<Pal> quarantine_{};
-  std::atomic<uint64_t> protect_failures_{0};
 };
 
 }  // namespace hakmem

@@ -38,15 +38,38 @@ struct AuditResult {
   }
 };
 
+/// What a test can read back about one live block.
+struct BlockInfo {
+  Verdict verdict = Verdict::kInvalidPointer;
+  ExtentKind kind = ExtentKind::kNone;
+  HeaderFields fields;
+  uint64_t usable = 0;
+  uint64_t threshold_of_strategy = 0;
+};
+
 /**
  * The allocator's audit: I2, I3, I4, I6 and I7 over every structure (accounting adds up, every
  * live block's header agrees with the Registry and with the strategy recorded in it, cached
  * blocks say Cached, pending ones Releasing). Each component audits its own structures
  * (audit_for_testing()); what is left here is the walk of blocks, which needs validation. A
- * friend of Allocator<Config>. The caller guarantees no other thread is using the allocator.
+ * friend of Allocator. The caller guarantees no other thread is using the allocator.
  */
-template <class Config>
 struct AllocatorAudit {
+  /// TestOnly: header fields and backing of the block at p, and its verdict as a free would see it.
+  template <class A>
+  static BlockInfo inspect(A& a, const void* p) {
+    BlockInfo info;
+    Located at;
+    info.verdict = a.validator_.locate(reinterpret_cast<uintptr_t>(p), Origin::kMalloc, &at, /*check_origin=*/false);
+    if (at.extent != nullptr) info.kind = at.extent->kind;
+    if (at.header_ok) {
+      info.fields = at.h.fields();
+      info.threshold_of_strategy = a.selector_.threshold_of(at.h.strategy());
+    }
+    if (info.verdict == Verdict::kOk) info.usable = a.validator_.usable_of(at);
+    return info;
+  }
+
   template <class A>
   static AuditResult run(A& a) {
     AuditResult r;
@@ -69,7 +92,7 @@ struct AllocatorAudit {
         a.pool_.for_each_heap_for_testing([&](ThreadHeap* h) { fn(h->quarantine); });
       });
     }
-    const uint64_t counted_pool_live = a.sum_heaps([](const HeapCounters& c) { return c.pool_live_bytes(); });
+    const uint64_t counted_pool_live = static_cast<uint64_t>(a.pool_.sum_heaps([](const HeapCounters& c) { return c.pool_live_bytes(); }));
     if (counted_pool_live != walked_pool_live) r.fail("I7 pool live counter != walk", counted_pool_live, walked_pool_live);
     a.pool_.for_each_span_for_testing([&](Span* s) {
       if (a.registry_.lookup(s->base) != s || a.registry_.lookup(s->base + s->length - 1) != s) {
@@ -89,7 +112,7 @@ struct AllocatorAudit {
     // Map: each block is live, cached (BigCache or a slot) or pending, and its header says which.
     a.cache_.audit_for_testing(r, a.codec_);
     a.pool_.for_each_heap_for_testing([&](ThreadHeap* h) { a.slots_.audit_for_testing(r, a.codec_, h->slot); });
-    const uint64_t counted_slots = a.sum_counter(&HeapCounters::slot_bytes);
+    const uint64_t counted_slots = sum(a, &HeapCounters::slot_bytes);
     if (counted_slots != r.slots) r.fail("I7 slot bytes counter != walk", counted_slots, r.slots);
     a.releaser_.audit_for_testing(r);
     a.map_.for_each_block([&](MapBlock* mb) {
@@ -105,7 +128,7 @@ struct AllocatorAudit {
         check_live_block(a, r, at);
       }
     });
-    const uint64_t counted_map_live = a.sum_counter(&HeapCounters::map_held_bytes) - counted_slots;
+    const uint64_t counted_map_live = sum(a, &HeapCounters::map_held_bytes) - counted_slots;
     if (counted_map_live != r.map_live) r.fail("I7 map live counter != walk", counted_map_live, r.map_live);
     r.live_blocks += a.zero_.live();
     r.metadata = a.metadata_bytes();
@@ -113,6 +136,12 @@ struct AllocatorAudit {
     const uint64_t sum = r.pool_span_bytes + r.map_live + r.cached + r.slots + r.pending + r.metadata;
     if (sum != r.mapped) r.fail("I7 mapped != pool spans + map live + cached + slots + pending + metadata", r.mapped, sum);
     return r;
+  }
+
+  /// A per-thread counter summed over every heap.
+  template <class A>
+  static uint64_t sum(A& a, OwnedCounter HeapCounters::*c) {
+    return static_cast<uint64_t>(a.pool_.sum_heaps([c](const HeapCounters& hc) { return (hc.*c).get(); }));
   }
 
   /// I2 and I3 for one live block.

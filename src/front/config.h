@@ -23,4 +23,14 @@ struct RecordingConfig {
   using Pal = RecordingPal<FailingPal<LinuxPal>>;
 };
 
+/// The defaults a Config names (Config::default_options()), or none.
+template <class Config>
+const char* default_options_of() {
+  if constexpr (requires { Config::default_options(); }) {
+    return Config::default_options();
+  } else {
+    return nullptr;
+  }
+}
+
 }  // namespace hakmem

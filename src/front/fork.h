@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <tuple>
 
 namespace hakmem {
 
@@ -65,5 +66,47 @@ void enable_in_reverse(C& c, Rest&... rest) {
   if constexpr (sizeof...(Rest) > 0) enable_in_reverse(rest...);
   c.enable();
 }
+
+/**
+ * The fork protocol (pthread_atfork) of an allocator A (a friend of A). prepare() lets large
+ * operations finish, then disables every component in A::fork_order(), each taking its own
+ * locks, so no structure is mid-update when the address space is copied; parent() enables them
+ * again; child() enables them and gives up the heaps of the threads that did not survive the
+ * fork (their slot blocks to BigCache, their spans to the abandoned lists, to be adopted).
+ */
+struct AllocatorFork {
+  template <class A>
+  static void prepare(A& a) {
+    a.gate_.close();
+    a.init_lock_.lock();
+    if (!a.ready()) return;
+    std::apply([](auto&... c) { disable_in_order(c...); }, a.fork_order());
+  }
+
+  template <class A>
+  static void parent(A& a) {
+    enable(a);
+    a.gate_.open();
+  }
+
+  template <class A>
+  static void child(A& a) {
+    enable(a);
+    a.gate_.open_in_child();
+    if (!a.ready()) return;
+    auto* keep = a.threads_.heap_if_present();
+    a.pool_.for_each_heap([&](auto* h) {
+      if (h != keep) a.slots_.to_cache(a.cache_, h->slot, h->counters);
+    });
+    a.pool_.retire_heaps_except(keep);
+  }
+
+ private:
+  template <class A>
+  static void enable(A& a) {
+    if (a.ready()) std::apply([](auto&... c) { enable_in_reverse(c...); }, a.fork_order());
+    a.init_lock_.unlock();
+  }
+};
 
 }  // namespace hakmem

@@ -84,6 +84,34 @@ void fill_heap_stats(StatsSnapshot& s, PoolT& pool) {
   s.map_live_bytes = held > s.slot_bytes ? held - s.slot_bytes : 0;
 }
 
+/**
+ * The allocator's stats (a friend of Allocator): the snapshot's fields, each component filling
+ * its own part. The caller checked the allocator is ready.
+ */
+struct AllocatorStats {
+  template <class A>
+  static StatsSnapshot collect(A& a) {
+    StatsSnapshot s;
+    s.mode = a.opts_.get(Opt::kMode);
+    const StrategySnapshot snap = a.selector_.snapshot();
+    s.strategy = snap.id;
+    s.threshold = snap.threshold;
+    fill_heap_stats(s, a.pool_);
+    s.slot_max = a.slots_.max();
+    a.cache_.fill_stats(s);
+    a.releaser_.fill_stats(s);
+    s.mapped_bytes = a.mapped_.load();
+    s.metadata_bytes = a.metadata_bytes();
+    s.paranoid = a.paranoid_;
+    a.quarantine_.fill_stats(s);
+    s.zero_live = a.zero_.live();
+    s.protect_failures = a.map_path_.protect_failures();
+    a.reporter_.fill_stats(s);
+    a.driver_.fill_stats(s);
+    return s;
+  }
+};
+
 /// The human-readable table (stats=1, hak_stats_print).
 void print_stats_table(const StatsSnapshot& s, WriteFn fn, void* arg);
 /// The same numbers as one JSON object (stats=json).

@@ -1,0 +1,193 @@
+// The Pool path: small blocks handed out and taken back, fast and general, paranoid or not.
+#pragma once
+
+#include <errno.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backing/backing.h"
+#include "core/core.h"
+#include "front/hardening.h"
+#include "front/layout.h"
+#include "front/quarantine.h"
+#include "front/thread_state.h"
+#include "front/validation.h"
+#include "header/header.h"
+
+namespace hakmem {
+
+/**
+ * Pool blocks on both paths. The fast paths use the static helpers (two loads reach a free block;
+ * one encode hands it out); the general path acquire()s a block of any alignment, with a canary
+ * in paranoid mode, and release()s a block Validator::locate() accepted: back to its span, or into
+ * the quarantine in paranoid mode. Accounting: each hand-out and each release counts one Pool
+ * allocation or free of its class, in the thread's counters (or the shared orphan set).
+ */
+template <class Pal>
+class PoolPath {
+ public:
+  using PoolT = Pool<Pal, ThreadHeap>;
+  struct Parts {
+    PoolT* pool;
+    Quarantine<Pal>* quarantine;
+    Reporter* reporter;
+    const HeaderCodec* codec;
+    const Hardening* hard;
+    bool paranoid;
+  };
+  void init(const Parts& parts) { p_ = parts; }
+
+  /// The first free block of class c's head span, taken off its list, or nullptr when there is
+  /// none: the two loads the short Pool paths share.
+  static HAKMEM_FAST_PATH FreeBlock* pop_head(Heap* h, size_t c) {
+    Span* s = h->partial[c].head;
+    FreeBlock* b = s != nullptr ? s->free : nullptr;
+    if (b != nullptr) s->free = b->next;
+    return b;
+  }
+
+  /// The start of the block whose free-list link is b (its header).
+  static HAKMEM_FAST_PATH uintptr_t block_of(FreeBlock* b) { return reinterpret_cast<uintptr_t>(b) - kHeaderSize; }
+
+  /// Writes a plain Pool block's header (the strategy in force, I3) and counts it.
+  static HAKMEM_FAST_PATH void* hand_out(const HeaderCodec& codec, Heap* h, size_t c, uintptr_t block, size_t size,
+                                         uintptr_t site, Origin origin, uint8_t strategy) {
+    HeaderFields f;
+    f.method = Method::kPool;
+    f.origin = origin;
+    f.strategy = strategy;
+    f.size = size;
+    f.site = site & kSiteMask;
+    codec.encode(f, reinterpret_cast<void*>(block));
+    h->counters.pool_allocs[c].add(1);
+    track_alloc(block + kHeaderSize, block + kHeaderSize, SizeClasses::usable(c));
+    return reinterpret_cast<void*>(block + kHeaderSize);
+  }
+
+  /**
+   * The fast free of p = u, in span s (the Registry's answer): true when p - 16 starts a block
+   * handed out and live_header_ok() passes for a Pool block of origin `origin` (and size
+   * `sized`); the block is then sealed Free, counted, and pushed on its span's free list (or
+   * handed to Pool::free() when this thread, `heap()`, does not own the span or it is full).
+   * False changes nothing.
+   */
+  template <class GetHeap>
+  HAKMEM_FAST_PATH bool free_fast(const HeaderCodec& codec, Span* s, uintptr_t u, Origin origin, uint64_t sized,
+                                  GetHeap&& heap) {
+    const uintptr_t block = u - kHeaderSize;
+    // p - 16 must start a block handed out: its offset a multiple of the block size, and its
+    // index below the carved count. exact_quotient() is the index of a multiple and more than any
+    // block count otherwise, so one compare checks both. (An offset that wraps, p < base + 16, or
+    // that an address above bit 46 makes huge (Registry::lookup_initialized()), is past every
+    // count too.)
+    const uint64_t off = block - s->base;
+    if (__builtin_expect(exact_quotient(off, s->inverse, s->shift) >= s->carved.load(std::memory_order_relaxed), 0)) {
+      return false;
+    }
+    uint32_t sum;
+    if (__builtin_expect(!live_header_ok(codec, block, Method::kPool, origin, s->block_size - kHeaderSize, sized, &sum),
+                         0)) {
+      return false;
+    }
+    codec.seal_live_in_place(sum, State::kFree, reinterpret_cast<void*>(block));
+    ThreadHeap* me = heap();
+    me->counters.pool_frees[s->cls].add(1);
+    track_free(u, s->block_size - kHeaderSize, sizeof(FreeBlock));
+    if (__builtin_expect(s->owner.load(std::memory_order_relaxed) == me && !s->in_full, 1)) {
+      // The address passes through an empty asm (no instruction), so the compiler does not take
+      // p's provenance (a test may pass the address of a local) for the block's.
+      uintptr_t link = u;
+      asm("" : "+r"(link));
+      auto* b = reinterpret_cast<FreeBlock*>(link);
+      b->next = s->free;
+      s->free = b;
+    } else {
+      free_remote(me, s, block);
+    }
+    return true;
+  }
+
+  /// free_fast() of a span this thread does not own, or one on the full list.
+  HAKMEM_SLOW_PATH void free_remote(ThreadHeap* me, Span* s, uintptr_t block) { p_.pool->free(me, s, block); }
+
+  /// True when a request of `size` bytes, `align`-aligned, fits a Pool class (with its canary).
+  bool fits(uint64_t size, size_t align) const {
+    return size + canary_bytes() + align_slack(align) <= SizeClasses::kMaxUsable;
+  }
+
+  /**
+   * The general path's Pool block for a request that fits(): `align`-aligned, its headers written
+   * with `strategy` (I3) and, in paranoid mode, its canary after the requested size. nullptr with
+   * errno ENOMEM when the Pool cannot grow. `site` is masked.
+   */
+  void* acquire(ThreadHeap* h, size_t size, size_t align, uintptr_t site, Origin origin, uint8_t strategy) {
+    // At least one usable byte, so the user pointer lies inside its block even for an aligned
+    // zero-size request (else it would be the next block's address).
+    const size_t c = SizeClasses::class_of((size == 0 ? 1 : size) + canary_bytes() + align_slack(align));
+    const uintptr_t block = p_.paranoid ? take_checked(h, c) : p_.pool->alloc(h, c);
+    if (block == 0) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    const uintptr_t hdr = header_for(block, align);
+    track_alloc(block + kHeaderSize, hdr + kHeaderSize, SizeClasses::block_size(c) - (hdr - block) - kHeaderSize);
+    write_headers(*p_.codec, block, hdr, Method::kPool, origin, strategy, size, site);
+    if (p_.paranoid) p_.hard->write_canary(hdr + kHeaderSize + size);
+    h->counters.pool_allocs[c].add(1);
+    return reinterpret_cast<void*>(hdr + kHeaderSize);
+  }
+
+  /**
+   * Frees a Pool block Validator::locate() accepted, as thread `me` (nullptr: a thread without a
+   * heap): one re-seal of the header, one counter, then its span's free list, or in paranoid mode
+   * the quarantine, which records `site` as the free site.
+   */
+  void release(const Located& at, ThreadHeap* me, uintptr_t site) {
+    auto* s = static_cast<Span*>(at.extent);
+    HeaderCodec::store(p_.codec->resealed(at.h, at.sum, State::kFree), reinterpret_cast<void*>(at.header));
+    if (me != nullptr) {
+      me->counters.pool_frees[s->cls].add(1);
+    } else {
+      p_.pool->orphan_counters().pool_frees[s->cls].add_shared(1);
+    }
+    if (p_.paranoid) {
+      Hooks hooks{this, me};
+      p_.quarantine->free(hooks, me != nullptr ? &me->quarantine : nullptr, s, at, site);
+      return;
+    }
+    track_free(at.header + kHeaderSize, Validator<Pal>::capacity_of(at), at.header == at.block ? sizeof(FreeBlock) : 0);
+    p_.pool->free(me, s, at.block);
+  }
+
+  /// Paranoid mode, a thread exiting: its quarantine ring moves to the shared one.
+  void spill(ThreadHeap* h) {
+    Hooks hooks{this, h};
+    p_.quarantine->spill(hooks, h->quarantine);
+  }
+
+ private:
+  /// The quarantine's callbacks: a block that passed its checks goes back to its span (as the
+  /// thread `me`, which may be none); a write after free is reported.
+  struct Hooks {
+    PoolPath* path;
+    ThreadHeap* me;
+    void recycle(Span* s, uintptr_t block) { path->p_.pool->free(me, s, block); }
+    void report(const FreedBlock& f, uintptr_t free_site) {
+      path->p_.reporter->report(Verdict::kWriteAfterFree, reinterpret_cast<void*>(f.user), f.at, free_site,
+                                Origin::kMalloc);
+    }
+  };
+
+  uint64_t canary_bytes() const { return p_.paranoid ? kCanarySize : 0; }
+
+  /// pool->alloc() for paranoid mode: a block freed before is checked for a write after free.
+  uintptr_t take_checked(ThreadHeap* h, size_t c) {
+    Hooks hooks{this, h};
+    return p_.quarantine->take_checked(hooks, [&] { return p_.pool->alloc(h, c); });
+  }
+
+  Parts p_{};
+};
+
+}  // namespace hakmem
