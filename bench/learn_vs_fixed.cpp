@@ -108,12 +108,12 @@ HakmemState hakmem_state() {
       ++row;
     }
   }
-  for (const char* p = strstr(j, "\"sites\":["); p != nullptr && (p = strstr(p + 1, "{\"site\":")) != nullptr;) ++s.sites;
+  for (const char* p = strstr(j, "\"sites\":["); p != nullptr && (p = strstr(p + 1, "{\"site\":")) != nullptr;)
+    ++s.sites;
   return s;
 }
 
 // ------------------------------------------------------------------ workloads
-
 
 /// One allocation site: sizes uniform in [min, max], `per_cycle` blocks each cycle, each kept for a lifetime
 /// uniform in [life_min, life_max] cycles (0: freed in the cycle that allocated it, right after it is filled).
@@ -144,11 +144,11 @@ constexpr size_t KiB = 1024, MiB = 1024 * KiB;
 /// So strategies 8-11 are 5x faster on the median, 10x on the mean, with 13x fewer faults than the default, for
 /// 1.4x the peak RSS: a learner should find them.
 constexpr SiteSpec kWorkloadA[] = {
-    {"decode_frame", 512 * KiB, 1 * MiB, 2, 0, 0},   // temporary buffers: freed at once
-    {"build_index", 1 * MiB, 2 * MiB, 1, 3, 3},      // kept 3 cycles
-    {"snapshot", 2 * MiB, 4 * MiB, 1, 8, 8},         // kept 8 cycles
-    {"scratch", 512 * KiB, 4 * MiB, 1, 0, 16},       // anything from at once to 16 cycles
-    {"tile", 768 * KiB, 1536 * KiB, 2, 1, 1},        // kept 1 cycle
+    {"decode_frame", 512 * KiB, 1 * MiB, 2, 0, 0},  // temporary buffers: freed at once
+    {"build_index", 1 * MiB, 2 * MiB, 1, 3, 3},     // kept 3 cycles
+    {"snapshot", 2 * MiB, 4 * MiB, 1, 8, 8},        // kept 8 cycles
+    {"scratch", 512 * KiB, 4 * MiB, 1, 0, 16},      // anything from at once to 16 cycles
+    {"tile", 768 * KiB, 1536 * KiB, 2, 1, 1},       // kept 1 cycle
 };
 
 /// (B) Default-best. 64-200 KiB blocks, mostly long-lived (kept 32-64 cycles), some freed at once. Every threshold
@@ -203,7 +203,6 @@ long minor_faults() {
   return ru.ru_minflt;
 }
 
-
 struct RunResult {
   std::vector<double> cycle_ns;
   uint64_t mallocs = 0;
@@ -237,7 +236,8 @@ RunResult run(const SiteSpec* sites, size_t nsites, uint64_t cycles) {
       const SiteSpec& spec = sites[s];
       for (unsigned k = 0; k < spec.per_cycle; ++k) {
         const size_t size = spec.min + splitmix64(rng) % (spec.max - spec.min + 1);
-        const unsigned life = spec.life_min + static_cast<unsigned>(splitmix64(rng) % (spec.life_max - spec.life_min + 1));
+        const unsigned life =
+            spec.life_min + static_cast<unsigned>(splitmix64(rng) % (spec.life_max - spec.life_min + 1));
         void* p = kSiteFns[s](size);
         if (p == nullptr) fail("workload", "malloc returned NULL");
         touch(p, size, c);
@@ -442,8 +442,8 @@ int main(int argc, char** argv) {
     const uint64_t grew = (after.pool_allocs - before.pool_allocs) + (after.map_allocs - before.map_allocs);
     printf("proof: hakmem pool allocs +%llu, map allocs +%llu (together +%llu); the workload made %llu mallocs\n",
            static_cast<unsigned long long>(after.pool_allocs - before.pool_allocs),
-           static_cast<unsigned long long>(after.map_allocs - before.map_allocs),
-           static_cast<unsigned long long>(grew), static_cast<unsigned long long>(r.mallocs));
+           static_cast<unsigned long long>(after.map_allocs - before.map_allocs), static_cast<unsigned long long>(grew),
+           static_cast<unsigned long long>(r.mallocs));
     if (grew < r.mallocs) fail("hakmem stats", "hakmem did not serve every allocation of the workload");
     printf("hakmem: bigcache hits +%llu misses +%llu, released %llu MiB, mapped now %llu MiB, sites profiled %zu\n",
            static_cast<unsigned long long>(after.cache_hits - before.cache_hits),
@@ -457,8 +457,7 @@ int main(int argc, char** argv) {
              static_cast<unsigned long long>(after.scored), static_cast<unsigned long long>(after.matches),
              static_cast<unsigned long long>(after.freezes), static_cast<unsigned long long>(after.relearns),
              static_cast<unsigned long long>(after.relearns_by_cost),
-             static_cast<unsigned long long>(after.relearns_by_shift),
-             static_cast<unsigned long long>(after.canaries),
+             static_cast<unsigned long long>(after.relearns_by_shift), static_cast<unsigned long long>(after.canaries),
              static_cast<unsigned long long>(after.canary_adoptions));
       printf("leaderboard (strategy:threshold:rating:W/L/D:epochs): %s\n", after.leaderboard.c_str());
     }
@@ -474,7 +473,8 @@ int main(int argc, char** argv) {
   const double tail_median = tail.empty() ? median : tail[tail.size() / 2];
   printf("RESULT allocator=%s mode=%s workload=%s cycles=%llu mallocs=%llu ns_median=%.0f ns_mean=%.0f "
          "ns_tail_median=%.0f faults_per_cycle=%.2f peak_rss_kb=%ld strategy=%llu threshold=%llu state=%s epochs=%llu "
-         "scored=%llu freezes=%llu relearns=%llu relearns_by_cost=%llu canaries=%llu pool_allocs=%llu map_allocs=%llu cache_hits=%llu "
+         "scored=%llu freezes=%llu relearns=%llu relearns_by_cost=%llu canaries=%llu pool_allocs=%llu map_allocs=%llu "
+         "cache_hits=%llu "
          "released_mib=%llu\n",
          name, mode.c_str(), workload.c_str(), static_cast<unsigned long long>(cycles),
          static_cast<unsigned long long>(r.mallocs), median, mean, tail_median,

@@ -26,8 +26,8 @@ namespace bench {
 /// The allocators this benchmark knows, with the file-name tag that identifies each one's library.
 struct Known {
   const char* name;
-  const char* tag;    // substring of the library path in /proc/self/maps and in dladdr's answer
-  const char* marker; // a symbol only that library defines, checked to resolve into it too
+  const char* tag;     // substring of the library path in /proc/self/maps and in dladdr's answer
+  const char* marker;  // a symbol only that library defines, checked to resolve into it too
 };
 inline constexpr Known kKnown[] = {
     {"hakmem", "libhakmem", "hak_stats_print_json"},
@@ -188,7 +188,7 @@ inline uint64_t splitmix64(uint64_t& s) {
 inline long peak_rss_kb() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_maxrss; // KiB on Linux
+  return ru.ru_maxrss;  // KiB on Linux
 }
 
 }  // namespace bench

@@ -27,7 +27,8 @@
 //
 // Reported (the last line is machine-readable):
 //   RESULT allocator=A mode=M hardening=H scenario=S cycles=N ns_median=X ns_p99=X ns_mean=X faults_per_cycle=X
-//          faults_late_per_cycle=X peak_rss_kb=K rss_start_kb=K rss_end_kb=K rss_trim_kb=K mallocs=N timer_ns=X [hakmem counters]
+//          faults_late_per_cycle=X peak_rss_kb=K rss_start_kb=K rss_end_kb=K rss_trim_kb=K mallocs=N timer_ns=X [hakmem
+//          counters]
 //   ns_*          per-cycle wall times (CLOCK_MONOTONIC): median, 99th percentile (nearest rank), mean
 //   timer_ns      median of 1001 empty timed intervals: what every cycle's time includes for the clock itself
 //   faults        minor page faults (getrusage) during the cycles / cycles
@@ -41,7 +42,8 @@
 //                 (mimalloc), mallctl("arena.4096.purge") (jemalloc), MallocExtension_ReleaseFreeMemory()
 //                 (tcmalloc), mallopt(M_PURGE) (Scudo) where the library defines them
 //   hakmem only:  pool_allocs map_allocs cache_hits (BigCache and large-slot hits) cache_misses cache_evictions
-//                 release_blocks release_flushes munmap_calls (read after the trim, so everything pending has been flushed) and learner state
+//                 release_blocks release_flushes munmap_calls (read after the trim, so everything pending has been
+//                 flushed) and learner state
 #include <dlfcn.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -193,8 +195,8 @@ std::string trim_all() {
     mi_collect(true);
     how += "+mi_collect(true)";
   }
-  if (auto mallctl = reinterpret_cast<int (*)(const char*, void*, size_t*, void*, size_t)>(
-          dlsym(RTLD_DEFAULT, "mallctl"))) {
+  if (auto mallctl =
+          reinterpret_cast<int (*)(const char*, void*, size_t*, void*, size_t)>(dlsym(RTLD_DEFAULT, "mallctl"))) {
     mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);  // 4096 = MALLCTL_ARENAS_ALL
     how += "+mallctl(arena.all.purge)";
   }
@@ -246,11 +248,12 @@ double percentile(std::vector<double> v, double q) {  // nearest rank
 }
 
 [[noreturn]] void usage(const char* why) {
-  fprintf(stderr,
-          "seed_scenarios: %s\nusage: BENCH_EXPECT=hakmem|glibc|mimalloc|jemalloc|tcmalloc|scudo [BENCH_MODE=fixed|learn] "
-          "[BENCH_HARDENING=default|paranoid] "
-          "seed_scenarios json|mir|vm10|vm1000|mixed|churn [--scale F] [--cycles N]\n",
-          why);
+  fprintf(
+      stderr,
+      "seed_scenarios: %s\nusage: BENCH_EXPECT=hakmem|glibc|mimalloc|jemalloc|tcmalloc|scudo [BENCH_MODE=fixed|learn] "
+      "[BENCH_HARDENING=default|paranoid] "
+      "seed_scenarios json|mir|vm10|vm1000|mixed|churn [--scale F] [--cycles N]\n",
+      why);
   exit(2);
 }
 
@@ -271,12 +274,16 @@ int main(int argc, char** argv) {
     }
   }
   uint64_t base = 0;
-  if (scenario == "json" || scenario == "vm1000" || scenario == "mixed") base = 1000;
-  else if (scenario == "mir") base = 100;
-  else if (scenario == "vm10" || scenario == "churn") base = 10;
-  else usage("unknown scenario");
-  const uint64_t cycles =
-      exact >= 0 ? static_cast<uint64_t>(exact) : std::max<uint64_t>(1, static_cast<uint64_t>(std::llround(base * scale)));
+  if (scenario == "json" || scenario == "vm1000" || scenario == "mixed")
+    base = 1000;
+  else if (scenario == "mir")
+    base = 100;
+  else if (scenario == "vm10" || scenario == "churn")
+    base = 10;
+  else
+    usage("unknown scenario");
+  const uint64_t cycles = exact >= 0 ? static_cast<uint64_t>(exact)
+                                     : std::max<uint64_t>(1, static_cast<uint64_t>(std::llround(base * scale)));
 
   const char* expect = getenv("BENCH_EXPECT");
   if (expect == nullptr || *expect == '\0') usage("BENCH_EXPECT is required (which allocator must be serving)");
@@ -308,11 +315,16 @@ int main(int argc, char** argv) {
   const long rss_start = current_rss_kb();
   const long f0 = minor_faults();
   Run r;
-  if (scenario == "json") r = run_fixed(64 * KiB, cycles);
-  else if (scenario == "mir") r = run_fixed(256 * KiB, cycles);
-  else if (scenario == "vm10" || scenario == "vm1000") r = run_fixed(2 * MiB, cycles);
-  else if (scenario == "mixed") r = run_mixed(cycles);
-  else r = run_churn(cycles);
+  if (scenario == "json")
+    r = run_fixed(64 * KiB, cycles);
+  else if (scenario == "mir")
+    r = run_fixed(256 * KiB, cycles);
+  else if (scenario == "vm10" || scenario == "vm1000")
+    r = run_fixed(2 * MiB, cycles);
+  else if (scenario == "mixed")
+    r = run_mixed(cycles);
+  else
+    r = run_churn(cycles);
   const long f1 = minor_faults();
   const long faults = f1 - f0;
   const long rss_end = current_rss_kb();
@@ -355,10 +367,11 @@ int main(int argc, char** argv) {
              static_cast<unsigned long long>(h1.pending));
   }
   printf("RESULT allocator=%s mode=%s hardening=%s scenario=%s cycles=%zu ns_median=%.1f ns_p99=%.1f ns_mean=%.1f "
-         "faults_per_cycle=%.2f faults_late_per_cycle=%.2f peak_rss_kb=%ld rss_start_kb=%ld rss_end_kb=%ld rss_trim_kb=%ld mallocs=%llu timer_ns=%.1f%s\n",
+         "faults_per_cycle=%.2f faults_late_per_cycle=%.2f peak_rss_kb=%ld rss_start_kb=%ld rss_end_kb=%ld "
+         "rss_trim_kb=%ld mallocs=%llu timer_ns=%.1f%s\n",
          name, mode.c_str(), hardening.c_str(), scenario.c_str(), n, percentile(r.cycle_ns, 0.5),
-         percentile(r.cycle_ns, 0.99),
-         n == 0 ? 0.0 : sum / static_cast<double>(n), n == 0 ? 0.0 : static_cast<double>(faults) / static_cast<double>(n),
-         late_faults, peak, rss_start, rss_end, rss_trim, static_cast<unsigned long long>(r.mallocs), timer_ns, extra);
+         percentile(r.cycle_ns, 0.99), n == 0 ? 0.0 : sum / static_cast<double>(n),
+         n == 0 ? 0.0 : static_cast<double>(faults) / static_cast<double>(n), late_faults, peak, rss_start, rss_end,
+         rss_trim, static_cast<unsigned long long>(r.mallocs), timer_ns, extra);
   return 0;
 }

@@ -59,10 +59,9 @@ PoolCounters hakmem_pool_counters() {
 
 // ------------------------------------------------------------------ workloads
 
-constexpr size_t kSizeCount = 1 << 14; // long enough that branch predictors cannot learn the sequence
+constexpr size_t kSizeCount = 1 << 14;  // long enough that branch predictors cannot learn the sequence
 constexpr size_t kSizeMask = kSizeCount - 1;
 uint16_t g_sizes[kSizeCount];
-
 
 /// Sizes 8..1024, log-uniform (as many 8-16 B requests as 512 B-1 KiB ones), from a fixed seed: identical for
 /// every allocator and every run.
@@ -132,16 +131,15 @@ RepResult run_churn(uint64_t iters) {
     touch(slots[s], sizes[s], i);
   }
   const double ns = now_ns() - t0;
-  for (size_t s = 0; s < kSlots; ++s)
-    free(slots[s]);
+  for (size_t s = 0; s < kSlots; ++s) free(slots[s]);
   return {ns, iters, iters + kSlots};
 }
 
 /// A single-producer single-consumer ring of blocks travelling to the thread that frees them.
 struct alignas(64) Ring {
   static constexpr uint32_t kCap = 1024;
-  alignas(64) std::atomic<uint32_t> head{0}; // consumer
-  alignas(64) std::atomic<uint32_t> tail{0}; // producer
+  alignas(64) std::atomic<uint32_t> head{0};  // consumer
+  alignas(64) std::atomic<uint32_t> tail{0};  // producer
   alignas(64) void* slot[kCap];
 
   bool push(void* p) {
@@ -172,7 +170,7 @@ RepResult run_mt(unsigned threads, uint64_t iters) {
       Ring& in = rings[t];
       Ring& out = rings[(t + 1) % threads];
       static thread_local void* local[kLocal];
-      const size_t base = t * 997; // each thread walks the size sequence from its own offset
+      const size_t base = t * 997;  // each thread walks the size sequence from its own offset
       for (size_t s = 0; s < kLocal; ++s) {
         local[s] = must_malloc(g_sizes[(base + s) & kSizeMask]);
         touch(local[s], g_sizes[(base + s) & kSizeMask], s);
@@ -209,16 +207,14 @@ RepResult run_mt(unsigned threads, uint64_t iters) {
         if (drain(Ring::kCap) == 0) sched_yield();
       }
       done.arrive_and_wait();
-      for (size_t s = 0; s < kLocal; ++s)
-        free(local[s]);
+      for (size_t s = 0; s < kLocal; ++s) free(local[s]);
     });
   }
   start.arrive_and_wait();
   const double t0 = now_ns();
   done.arrive_and_wait();
   const double ns = now_ns() - t0;
-  for (std::thread& th : pool)
-    th.join();
+  for (std::thread& th : pool) th.join();
   return {ns, 2 * iters * threads, (2 * iters + kLocal) * threads};
 }
 
@@ -230,7 +226,7 @@ RepResult run_mt(unsigned threads, uint64_t iters) {
   exit(2);
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) usage("no workload");
@@ -305,8 +301,7 @@ int main(int argc, char** argv) {
       fail("hakmem stats", "hakmem's Pool did not serve every allocation of the workload");
     // Paranoid mode reports misuse it finds (a canary or a quarantined block's fill changed); the workload makes
     // none, so any report is the allocator's own error and the run must not pass as a measurement.
-    if (after.errors != 0)
-      fail("hakmem stats", "hakmem reported " + std::to_string(after.errors) + " misuse errors");
+    if (after.errors != 0) fail("hakmem stats", "hakmem reported " + std::to_string(after.errors) + " misuse errors");
     hardening = bench::prove_hardening(hardening_want, true);
   }
 
@@ -314,11 +309,9 @@ int main(int argc, char** argv) {
   std::sort(sorted.begin(), sorted.end());
   const double median = sorted[sorted.size() / 2];
   printf("reps:");
-  for (double v : ns_per_op)
-    printf(" %.2f", v);
+  for (double v : ns_per_op) printf(" %.2f", v);
   printf(" ns/op\n");
-  printf("RESULT allocator=%s hardening=%s workload=%s ns_per_op=%.3f peak_rss_kb=%ld reps=%d ops_per_rep=%llu\n",
-         name, hardening.c_str(), workload.c_str(), median, bench::peak_rss_kb(), reps,
-         static_cast<unsigned long long>(ops));
+  printf("RESULT allocator=%s hardening=%s workload=%s ns_per_op=%.3f peak_rss_kb=%ld reps=%d ops_per_rep=%llu\n", name,
+         hardening.c_str(), workload.c_str(), median, bench::peak_rss_kb(), reps, static_cast<unsigned long long>(ops));
   return 0;
 }

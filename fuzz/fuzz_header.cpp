@@ -54,21 +54,23 @@ Layout layout_of(Alloc& a, const void* p) {
 bool is_typed(Verdict v) { return static_cast<uint8_t>(v) < static_cast<uint8_t>(Verdict::kCount); }
 
 class Driver {
- public:
-  Driver(Input& in, const Options& o) : in_(in), a_(o) { a_->set_report_sink(&hakmem_fuzz::ReportCapture::sink, &reports_); }
+public:
+  Driver(Input& in, const Options& o) : in_(in), a_(o) {
+    a_->set_report_sink(&hakmem_fuzz::ReportCapture::sink, &reports_);
+  }
 
   void run() {
     const size_t victims = 1 + in_.below(6);
     for (size_t i = 0; i < victims; ++i) make_victim();
     for (size_t i = 0; i < kMaxActions && !in_.empty(); ++i) {
       switch (in_.u8() % 7) {
-        case 0: scribble(); break;
-        case 1: forge(); break;
-        case 2: forge_forward(); break;
-        case 3: wild_pointer(); break;
-        case 4: double_free(); break;
-        case 5: wrong_release(); break;
-        default: make_victim(); break;
+      case 0: scribble(); break;
+      case 1: forge(); break;
+      case 2: forge_forward(); break;
+      case 3: wild_pointer(); break;
+      case 4: double_free(); break;
+      case 5: wrong_release(); break;
+      default: make_victim(); break;
       }
       nothing_changed();
     }
@@ -76,7 +78,7 @@ class Driver {
     hakmem_fuzz::check_audit(*a_, "freeing every block");
   }
 
- private:
+private:
   void make_victim() {
     if (shadow_.count() >= kMaxVictims) return;
     static constexpr uint64_t kSizes[] = {0, 1, 24, 100, 1000, 5000, 70000, 300000, 700000, 2000000};
@@ -92,8 +94,8 @@ class Driver {
 
   /// One more report line since `before`, and the verdict counted.
   void expect_report(size_t before, const void* p, Verdict v) {
-    FUZZ_CHECK(reports_.lines() == before + 1, "rejecting %p (verdict %d) gave %zu report lines, expected 1", p,
-               (int)v, reports_.lines() - before);
+    FUZZ_CHECK(reports_.lines() == before + 1, "rejecting %p (verdict %d) gave %zu report lines, expected 1", p, (int)v,
+               reports_.lines() - before);
     const std::string want = std::string("hakmem: ") + verdict_name(v);
     FUZZ_CHECK(reports_.text.rfind(want) != std::string::npos && reports_.text.rfind(want) >= last_text_end_,
                "report does not name '%s': %s", verdict_name(v), reports_.text.c_str() + last_text_end_);
@@ -203,12 +205,14 @@ class Driver {
     FUZZ_CHECK(is_typed(v), "forged header: untyped verdict %d", (int)v);
     if (forward_ambiguous) {
       FUZZ_CHECK(v == Verdict::kCorrupted || v == Verdict::kMisaligned,
-                 "forward record at the header of %p leading to +%llu gave verdict %d", p,
-                 (unsigned long long)f.size, (int)v);
+                 "forward record at the header of %p leading to +%llu gave verdict %d", p, (unsigned long long)f.size,
+                 (int)v);
     } else {
-      FUZZ_CHECK(v == want, "forged header of %p (method %d state %d origin %d size %llu, capacity %llu) "
-                 "freed as origin %d: verdict %d, expected %d", p, (int)f.method, (int)f.state, (int)f.origin,
-                 (unsigned long long)f.size, (unsigned long long)capacity, (int)release, (int)v, (int)want);
+      FUZZ_CHECK(v == want,
+                 "forged header of %p (method %d state %d origin %d size %llu, capacity %llu) "
+                 "freed as origin %d: verdict %d, expected %d",
+                 p, (int)f.method, (int)f.state, (int)f.origin, (unsigned long long)f.size,
+                 (unsigned long long)capacity, (int)release, (int)v, (int)want);
     }
     if (v != Verdict::kOk) {
       reject_everywhere(p, v, release);
@@ -256,16 +260,16 @@ class Driver {
     uintptr_t base = 0;
     int local = 0;
     switch (in_.below(6)) {
-      case 0:
-      case 1:
-        if (shadow_.count() > 0) base = reinterpret_cast<uintptr_t>(victim());
-        break;
-      case 2:
-        if (shadow_.count() > 0) base = layout_of(*a_, victim()).end;
-        break;
-      case 3: base = reinterpret_cast<uintptr_t>(&local); break;
-      case 4: base = reinterpret_cast<uintptr_t>(&g_static_word); break;
-      default: base = in_.u64(); break;
+    case 0:
+    case 1:
+      if (shadow_.count() > 0) base = reinterpret_cast<uintptr_t>(victim());
+      break;
+    case 2:
+      if (shadow_.count() > 0) base = layout_of(*a_, victim()).end;
+      break;
+    case 3: base = reinterpret_cast<uintptr_t>(&local); break;
+    case 4: base = reinterpret_cast<uintptr_t>(&g_static_word); break;
+    default: base = in_.u64(); break;
     }
     const auto off = static_cast<int64_t>(static_cast<int32_t>(in_.u32()) >> in_.below(24));
     auto* q = reinterpret_cast<void*>(base + static_cast<uint64_t>(off));

@@ -37,28 +37,34 @@ T pick(Input& in, const T (&table)[N]) {
 /// A request size: mostly small, often on an edge (class or threshold boundary), sometimes large.
 uint64_t pick_size(Input& in, uint64_t threshold) {
   switch (in.u8() % 8) {
-    case 0:
-    case 1:
-    case 2: return in.below(257);
-    case 3: return in.below(8192);
-    case 4: return in.below(512 * 1024);
-    case 5: {
-      const uint64_t bases[] = {threshold, kStrategyThresholds[0], kStrategyThresholds[1], kStrategyThresholds[2],
-                                256 * 1024, 1 << 20, LargeClasses::usable(1) - kHeaderSize,
-                                LargeClasses::usable(5) - kHeaderSize, SizeClasses::usable(40),
-                                SizeClasses::usable(60)};
-      const uint64_t b = pick(in, bases);
-      const uint64_t d = in.below(33);
-      return d <= 16 ? b - d : b + (d - 16);
-    }
-    case 6: return in.below(uint64_t{2} << 20);
-    default: return (uint64_t{2} << 20) + in.below(kMaxSize - (uint64_t{2} << 20));
+  case 0:
+  case 1:
+  case 2: return in.below(257);
+  case 3: return in.below(8192);
+  case 4: return in.below(512 * 1024);
+  case 5: {
+    const uint64_t bases[] = {threshold,
+                              kStrategyThresholds[0],
+                              kStrategyThresholds[1],
+                              kStrategyThresholds[2],
+                              256 * 1024,
+                              1 << 20,
+                              LargeClasses::usable(1) - kHeaderSize,
+                              LargeClasses::usable(5) - kHeaderSize,
+                              SizeClasses::usable(40),
+                              SizeClasses::usable(60)};
+    const uint64_t b = pick(in, bases);
+    const uint64_t d = in.below(33);
+    return d <= 16 ? b - d : b + (d - 16);
+  }
+  case 6: return in.below(uint64_t{2} << 20);
+  default: return (uint64_t{2} << 20) + in.below(kMaxSize - (uint64_t{2} << 20));
   }
 }
 
 template <class Config>
 class Driver {
- public:
+public:
   static constexpr bool kFailing = std::is_same_v<Config, RecordingConfig>;
 
   Driver(Input& in, const Options& o) : in_(in), a_(o) {
@@ -97,7 +103,7 @@ class Driver {
     }
   }
 
- private:
+private:
   uint64_t threshold() { return a_->stats().threshold; }
   uintptr_t site() { return kSites[in_.below(4)]; }
   bool room(uint64_t size) const {
@@ -114,8 +120,7 @@ class Driver {
   /// A NULL result is right only as ENOMEM and only when the platform refused a map.
   void expect_null_ok(uint64_t refused_before, int err, uint64_t size) {
     FUZZ_CHECK(err == ENOMEM, "NULL for %llu bytes with errno %d, not ENOMEM (I12)", (unsigned long long)size, err);
-    FUZZ_CHECK(refused_maps() > refused_before, "NULL for %llu bytes but no map was refused",
-               (unsigned long long)size);
+    FUZZ_CHECK(refused_maps() > refused_before, "NULL for %llu bytes but no map was refused", (unsigned long long)size);
   }
 
   /// What the model knows of a new block, checked against inspect(): its header (I3 via audit).
@@ -140,17 +145,17 @@ class Driver {
     void* p = nullptr;
     Origin origin = Origin::kMalloc;
     switch (kind) {
-      case 0: p = a_->alloc(size, site()); break;
-      case 1: {
-        // calloc as n * m, both chosen so the product is `size`.
-        const uint64_t m = size == 0 ? 1 + in_.below(8) : (size % 8 == 0 ? 8 : 1);
-        p = a_->calloc(size == 0 ? 0 : size / m, size == 0 ? m : m, site());
-        break;
-      }
-      default:
-        p = a_->aligned_alloc(align, size, site());
-        origin = Origin::kAligned;
-        break;
+    case 0: p = a_->alloc(size, site()); break;
+    case 1: {
+      // calloc as n * m, both chosen so the product is `size`.
+      const uint64_t m = size == 0 ? 1 + in_.below(8) : (size % 8 == 0 ? 8 : 1);
+      p = a_->calloc(size == 0 ? 0 : size / m, size == 0 ? m : m, site());
+      break;
+    }
+    default:
+      p = a_->aligned_alloc(align, size, site());
+      origin = Origin::kAligned;
+      break;
     }
     const int err = errno;
     if (p == nullptr) return expect_null_ok(refused, err, size);
@@ -199,73 +204,70 @@ class Driver {
 
   void step(uint8_t op) {
     switch (op) {
-      case 0:
-      case 1:
-      case 2:
-        allocate(op);
-        break;
-      case 3:
-      case 4:
-        if (shadow_.count() > 0) release(shadow_.nth(in_.below(shadow_.count())), op == 4);
-        break;
-      case 5:
-        if (shadow_.count() > 0) resize();
-        break;
-      case 6: {
-        const bool all = in_.flag();
-        if (all) {
-          a_->flush();
+    case 0:
+    case 1:
+    case 2: allocate(op); break;
+    case 3:
+    case 4:
+      if (shadow_.count() > 0) release(shadow_.nth(in_.below(shadow_.count())), op == 4);
+      break;
+    case 5:
+      if (shadow_.count() > 0) resize();
+      break;
+    case 6: {
+      const bool all = in_.flag();
+      if (all) {
+        a_->flush();
+      } else {
+        a_->flush_pending_for_testing();
+      }
+      const StatsSnapshot s = a_->stats();
+      FUZZ_CHECK(s.pending_bytes == 0, "flush left %llu bytes pending (I10)", (unsigned long long)s.pending_bytes);
+      if (all) FUZZ_CHECK(s.cache_bytes == 0, "flush left %llu bytes cached", (unsigned long long)s.cache_bytes);
+      if (all) {
+        FUZZ_CHECK(s.slot_bytes == 0, "flush left %llu bytes in the large slot", (unsigned long long)s.slot_bytes);
+      }
+      break;
+    }
+    case 7: {
+      // Every live block validates and still holds its contents.
+      shadow_.verify_all();
+      for (const auto& [u, b] : shadow_.blocks()) {
+        const BlockInfo info = a_->inspect(reinterpret_cast<void*>(u));
+        FUZZ_CHECK(info.verdict == Verdict::kOk && info.usable >= b.size, "live block %p: verdict %d usable %llu",
+                   reinterpret_cast<void*>(u), (int)info.verdict, (unsigned long long)info.usable);
+      }
+      break;
+    }
+    case 8: {
+      // mallopt(M_MMAP_THRESHOLD): blocks already live keep their strategy (I3 per block).
+      const uint64_t t = in_.flag() ? pick(in_, kThresholds) : kMinThreshold + in_.below(4) * 4096;
+      const bool ok = a_->set_threshold(t);
+      if (ok)
+        FUZZ_CHECK(threshold() == t, "set_threshold(%llu) took but %llu is in force", (unsigned long long)t,
+                   (unsigned long long)threshold());
+      break;
+    }
+    case 9:
+      if constexpr (kFailing) {
+        const uint8_t how = in_.u8();
+        if (how % 4 == 3) {
+          a_->pal().set_fail_all(!(how & 4) ? true : false);
+          if (how & 4) a_->pal().reset_failures();
         } else {
-          a_->flush_pending_for_testing();
+          a_->pal().fail_nth_map(1 + how % 4);
         }
-        const StatsSnapshot s = a_->stats();
-        FUZZ_CHECK(s.pending_bytes == 0, "flush left %llu bytes pending (I10)", (unsigned long long)s.pending_bytes);
-        if (all) FUZZ_CHECK(s.cache_bytes == 0, "flush left %llu bytes cached", (unsigned long long)s.cache_bytes);
-        if (all) {
-          FUZZ_CHECK(s.slot_bytes == 0, "flush left %llu bytes in the large slot", (unsigned long long)s.slot_bytes);
-        }
-        break;
       }
-      case 7: {
-        // Every live block validates and still holds its contents.
-        shadow_.verify_all();
-        for (const auto& [u, b] : shadow_.blocks()) {
-          const BlockInfo info = a_->inspect(reinterpret_cast<void*>(u));
-          FUZZ_CHECK(info.verdict == Verdict::kOk && info.usable >= b.size, "live block %p: verdict %d usable %llu",
-                     reinterpret_cast<void*>(u), (int)info.verdict, (unsigned long long)info.usable);
-        }
-        break;
-      }
-      case 8: {
-        // mallopt(M_MMAP_THRESHOLD): blocks already live keep their strategy (I3 per block).
-        const uint64_t t = in_.flag() ? pick(in_, kThresholds) : kMinThreshold + in_.below(4) * 4096;
-        const bool ok = a_->set_threshold(t);
-        if (ok) FUZZ_CHECK(threshold() == t, "set_threshold(%llu) took but %llu is in force", (unsigned long long)t,
-                           (unsigned long long)threshold());
-        break;
-      }
-      case 9:
-        if constexpr (kFailing) {
-          const uint8_t how = in_.u8();
-          if (how % 4 == 3) {
-            a_->pal().set_fail_all(!(how & 4) ? true : false);
-            if (how & 4) a_->pal().reset_failures();
-          } else {
-            a_->pal().fail_nth_map(1 + how % 4);
-          }
-        }
-        break;
-      case 10: {
-        // Requests no header can describe, and calloc overflow: NULL with ENOMEM, never a short block.
-        errno = 0;
-        void* p = in_.flag() ? a_->alloc(kMaxRequest + 1 + in_.below(1 << 20), site())
-                             : a_->calloc(uint64_t{1} << 33, (uint64_t{1} << 31) + in_.below(16), site());
-        FUZZ_CHECK(p == nullptr && errno == ENOMEM, "impossible request gave %p errno %d", p, errno);
-        break;
-      }
-      default:
-        hakmem_fuzz::check_audit(*a_, "an explicit audit");
-        break;
+      break;
+    case 10: {
+      // Requests no header can describe, and calloc overflow: NULL with ENOMEM, never a short block.
+      errno = 0;
+      void* p = in_.flag() ? a_->alloc(kMaxRequest + 1 + in_.below(1 << 20), site())
+                           : a_->calloc(uint64_t{1} << 33, (uint64_t{1} << 31) + in_.below(16), site());
+      FUZZ_CHECK(p == nullptr && errno == ENOMEM, "impossible request gave %p errno %d", p, errno);
+      break;
+    }
+    default: hakmem_fuzz::check_audit(*a_, "an explicit audit"); break;
     }
   }
 
@@ -302,8 +304,8 @@ class Driver {
     // bytes; no slot in paranoid mode or without a cache.
     FUZZ_CHECK(s.slot_bytes <= s.slot_max, "the large slot holds %llu bytes, more than its %llu",
                (unsigned long long)s.slot_bytes, (unsigned long long)s.slot_max);
-    FUZZ_CHECK(s.slot_max == expected_slot_max_, "large slot max %llu, configured %llu",
-               (unsigned long long)s.slot_max, (unsigned long long)expected_slot_max_);
+    FUZZ_CHECK(s.slot_max == expected_slot_max_, "large slot max %llu, configured %llu", (unsigned long long)s.slot_max,
+               (unsigned long long)expected_slot_max_);
   }
 
   Input& in_;

@@ -35,10 +35,13 @@ bool ref_size(const std::string& s, uint64_t* out) {
   unsigned shift = 0;
   if (!suffix.empty()) {
     switch (suffix[0]) {
-      case 'k': case 'K': shift = 10; break;
-      case 'm': case 'M': shift = 20; break;
-      case 'g': case 'G': shift = 30; break;
-      default: return false;
+    case 'k':
+    case 'K': shift = 10; break;
+    case 'm':
+    case 'M': shift = 20; break;
+    case 'g':
+    case 'G': shift = 30; break;
+    default: return false;
     }
     static const char* kTails[] = {"", "i", "b", "B", "ib", "iB"};
     bool ok = false;
@@ -90,9 +93,9 @@ size_t ref_parse(const std::string& text, Options& out, std::vector<std::string>
       const OptionSpec& spec = kOptionSpecs[index];
       const std::string val = item.substr(eq + 1);
       switch (spec.kind) {
-        case OptionKind::kSize: ok = ref_size(val, &v); break;
-        case OptionKind::kUint: ok = ref_uint(val, &v); break;
-        case OptionKind::kEnum: ok = ref_enum(spec.words, val, &v); break;
+      case OptionKind::kSize: ok = ref_size(val, &v); break;
+      case OptionKind::kUint: ok = ref_uint(val, &v); break;
+      case OptionKind::kEnum: ok = ref_enum(spec.words, val, &v); break;
       }
       ok = ok && v >= spec.min && v <= spec.max;
     }
@@ -145,6 +148,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(parse_options(text.data(), quiet, nullptr, nullptr) == n, "warning count depends on the sink");
   Options again = real;
   parse_options(text.data(), again, nullptr, nullptr);
-  for (size_t i = 0; i < kCount; ++i) FUZZ_CHECK(again.v[i] == real.v[i], "parsing twice changed %s", kOptionSpecs[i].key);
+  for (size_t i = 0; i < kCount; ++i)
+    FUZZ_CHECK(again.v[i] == real.v[i], "parsing twice changed %s", kOptionSpecs[i].key);
   return 0;
 }

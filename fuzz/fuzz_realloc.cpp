@@ -23,7 +23,7 @@ constexpr uintptr_t kSite = 0x5150;
 constexpr uint64_t kThresholds[] = {65536, 256 * 1024, 1 << 20, 4 << 20};
 
 class Driver {
- public:
+public:
   Driver(Input& in, const Options& o) : in_(in), a_(o) {}
 
   void run() {
@@ -41,33 +41,33 @@ class Driver {
     hakmem_fuzz::check_audit(*a_, "freeing every block");
   }
 
- private:
+private:
   /// A size near the interesting places: tiny, class edges, the threshold, far above it.
   uint64_t pick_size() {
     switch (in_.u8() % 6) {
-      case 0: return in_.below(300);
-      case 1: return in_.below(70000);
-      case 2: {
-        const uint64_t d = in_.below(65);
-        return d <= 32 ? threshold_ - d : threshold_ + (d - 32);
-      }
-      case 3: return threshold_ / 2 + in_.below(threshold_);
-      case 4: return in_.below(kMaxSize);
-      default: {
-        const uint64_t u = SizeClasses::usable(in_.below(SizeClasses::kCount));
-        return (u < kMaxSize ? u : kMaxSize) + in_.below(3) - 1;  // usable - 1, usable, usable + 1
-      }
+    case 0: return in_.below(300);
+    case 1: return in_.below(70000);
+    case 2: {
+      const uint64_t d = in_.below(65);
+      return d <= 32 ? threshold_ - d : threshold_ + (d - 32);
+    }
+    case 3: return threshold_ / 2 + in_.below(threshold_);
+    case 4: return in_.below(kMaxSize);
+    default: {
+      const uint64_t u = SizeClasses::usable(in_.below(SizeClasses::kCount));
+      return (u < kMaxSize ? u : kMaxSize) + in_.below(3) - 1;  // usable - 1, usable, usable + 1
+    }
     }
   }
 
   /// A new size relative to the old one: shrink a little or a lot, grow a little or a lot.
   uint64_t pick_resize(uint64_t old) {
     switch (in_.u8() % 6) {
-      case 0: return old > 0 ? old - 1 - in_.below(old < 64 ? old : 64) + 1 : 1;
-      case 1: return old / (2 + in_.below(8)) + 1;
-      case 2: return old + 1 + in_.below(64);
-      case 3: return old * (2 + in_.below(3)) + 1 > kMaxSize ? kMaxSize : old * (2 + in_.below(3)) + 1;
-      default: return pick_size();
+    case 0: return old > 0 ? old - 1 - in_.below(old < 64 ? old : 64) + 1 : 1;
+    case 1: return old / (2 + in_.below(8)) + 1;
+    case 2: return old + 1 + in_.below(64);
+    case 3: return old * (2 + in_.below(3)) + 1 > kMaxSize ? kMaxSize : old * (2 + in_.below(3)) + 1;
+    default: return pick_size();
     }
   }
 
@@ -133,39 +133,39 @@ class Driver {
 
   void step(uint8_t op) {
     switch (op) {
-      case 0: aligned(); break;
-      case 1: plain(false); break;
-      case 2: plain(true); break;
-      case 3:
-      case 4:
-        if (shadow_.count() > 0) resize();
-        break;
-      case 5: {
-        // Not a power of two: EINVAL, nothing allocated.
-        static constexpr uint64_t kBad[] = {0, 3, 24, 48, 96, 4097, 65535, (uint64_t{1} << 20) + 16};
-        const uint64_t align = kBad[in_.below(8)];
-        errno = 0;
-        void* p = a_->aligned_alloc(align, pick_size(), kSite);
-        FUZZ_CHECK(p == nullptr && errno == EINVAL, "aligned_alloc(%llu) gave %p errno %d", (unsigned long long)align,
-                   p, errno);
-        break;
-      }
-      case 6:
-        if (shadow_.count() > 0) {
-          void* p = shadow_.nth(in_.below(shadow_.count()));
-          shadow_.verify(p);
-          if (in_.flag()) {
-            FUZZ_CHECK(a_->realloc(p, 0, kSite) == nullptr, "realloc(%p, 0) did not return NULL", p);
-          } else {
-            FUZZ_CHECK(a_->free(p, kSite) == Verdict::kOk, "free of live %p rejected", p);
-          }
-          shadow_.remove(p);
+    case 0: aligned(); break;
+    case 1: plain(false); break;
+    case 2: plain(true); break;
+    case 3:
+    case 4:
+      if (shadow_.count() > 0) resize();
+      break;
+    case 5: {
+      // Not a power of two: EINVAL, nothing allocated.
+      static constexpr uint64_t kBad[] = {0, 3, 24, 48, 96, 4097, 65535, (uint64_t{1} << 20) + 16};
+      const uint64_t align = kBad[in_.below(8)];
+      errno = 0;
+      void* p = a_->aligned_alloc(align, pick_size(), kSite);
+      FUZZ_CHECK(p == nullptr && errno == EINVAL, "aligned_alloc(%llu) gave %p errno %d", (unsigned long long)align, p,
+                 errno);
+      break;
+    }
+    case 6:
+      if (shadow_.count() > 0) {
+        void* p = shadow_.nth(in_.below(shadow_.count()));
+        shadow_.verify(p);
+        if (in_.flag()) {
+          FUZZ_CHECK(a_->realloc(p, 0, kSite) == nullptr, "realloc(%p, 0) did not return NULL", p);
+        } else {
+          FUZZ_CHECK(a_->free(p, kSite) == Verdict::kOk, "free of live %p rejected", p);
         }
-        break;
-      default:
-        shadow_.verify_all();
-        if (in_.flag()) a_->flush();
-        break;
+        shadow_.remove(p);
+      }
+      break;
+    default:
+      shadow_.verify_all();
+      if (in_.flag()) a_->flush();
+      break;
     }
   }
 

@@ -18,7 +18,7 @@ constexpr size_t kMaxEpochs = 600;
 
 /// What one epoch boundary may do, judged from the learner before and after it.
 class LearnerModel {
- public:
+public:
   explicit LearnerModel(const Learner& l) : l_(l) { snap(); }
 
   /// Checks the boundary just taken against ARCHITECTURE.md's lifecycle.
@@ -35,25 +35,25 @@ class LearnerModel {
     // roll back), or LEARN when the size signature moved. Never LEARN -> CANARY or CANARY -> CANARY.
     const bool relearned = c.relearns != counters_.relearns;
     switch (from) {
-      case Lifecycle::kLearn:
-        FUZZ_CHECK(to != Lifecycle::kCanary, "LEARN -> CANARY");
-        FUZZ_CHECK((to == Lifecycle::kFrozen) == (c.freezes == counters_.freezes + 1), "freeze not counted once");
-        FUZZ_CHECK(!relearned, "a relearn counted while LEARN");
-        break;
-      case Lifecycle::kFrozen:
-        FUZZ_CHECK(c.freezes == counters_.freezes, "FROZEN froze again");
-        FUZZ_CHECK((to == Lifecycle::kLearn) == relearned, "FROZEN -> %s with relearns %llu -> %llu",
-                   lifecycle_name(to), (unsigned long long)counters_.relearns, (unsigned long long)c.relearns);
-        FUZZ_CHECK((to == Lifecycle::kCanary) == (c.canaries == counters_.canaries + 1), "canary not counted once");
-        break;
-      case Lifecycle::kCanary:
-        FUZZ_CHECK(to != Lifecycle::kCanary, "CANARY -> CANARY");
-        FUZZ_CHECK(c.canary_adoptions + c.canary_rollbacks == counters_.canary_adoptions + counters_.canary_rollbacks + 1,
-                   "a canary ended without exactly one adoption or rollback");
-        if (to == Lifecycle::kLearn) {
-          FUZZ_CHECK(c.relearns_by_shift == counters_.relearns_by_shift + 1, "CANARY -> LEARN not by a size shift");
-        }
-        break;
+    case Lifecycle::kLearn:
+      FUZZ_CHECK(to != Lifecycle::kCanary, "LEARN -> CANARY");
+      FUZZ_CHECK((to == Lifecycle::kFrozen) == (c.freezes == counters_.freezes + 1), "freeze not counted once");
+      FUZZ_CHECK(!relearned, "a relearn counted while LEARN");
+      break;
+    case Lifecycle::kFrozen:
+      FUZZ_CHECK(c.freezes == counters_.freezes, "FROZEN froze again");
+      FUZZ_CHECK((to == Lifecycle::kLearn) == relearned, "FROZEN -> %s with relearns %llu -> %llu", lifecycle_name(to),
+                 (unsigned long long)counters_.relearns, (unsigned long long)c.relearns);
+      FUZZ_CHECK((to == Lifecycle::kCanary) == (c.canaries == counters_.canaries + 1), "canary not counted once");
+      break;
+    case Lifecycle::kCanary:
+      FUZZ_CHECK(to != Lifecycle::kCanary, "CANARY -> CANARY");
+      FUZZ_CHECK(c.canary_adoptions + c.canary_rollbacks == counters_.canary_adoptions + counters_.canary_rollbacks + 1,
+                 "a canary ended without exactly one adoption or rollback");
+      if (to == Lifecycle::kLearn) {
+        FUZZ_CHECK(c.relearns_by_shift == counters_.relearns_by_shift + 1, "CANARY -> LEARN not by a size shift");
+      }
+      break;
     }
     FUZZ_CHECK(c.relearns == c.relearns_by_cost + c.relearns_by_shift, "relearns by cause do not add up");
     if (from != Lifecycle::kLearn) {
@@ -95,7 +95,7 @@ class LearnerModel {
     snap();
   }
 
- private:
+private:
   void snap() {
     state_ = l_.state();
     counters_ = l_.counters();
@@ -111,7 +111,7 @@ class LearnerModel {
 /// Costs for the epochs: a per-strategy table (stationary, so the learner can freeze) with
 /// noise, or raw fuzzer values. Integer-valued, as the process cost source's counts are.
 class ScriptedCosts {
- public:
+public:
   explicit ScriptedCosts(Input& in) : in_(in) {
     stationary_ = in.below(4) != 0;
     for (auto& row : table_) {
@@ -134,7 +134,7 @@ class ScriptedCosts {
     return c;
   }
 
- private:
+private:
   Input& in_;
   bool stationary_;
   double table_[kLearnableStrategies][3];
@@ -166,9 +166,9 @@ LearnerParams pick_params(Input& in) {
 
 uint64_t pick_requests(Input& in, uint64_t min_samples) {
   switch (in.below(4)) {
-    case 0: return in.below(min_samples + 1);  // often not scored
-    case 1: return in.u32();
-    default: return min_samples + in.below(1000);
+  case 0: return in.below(min_samples + 1);  // often not scored
+  case 1: return in.u32();
+  default: return min_samples + in.below(1000);
   }
 }
 

@@ -10,14 +10,14 @@
 
 /// Stops the run when the shadow model and the code under test disagree: libFuzzer
 /// saves the input as a crash, the replay runner fails the ctest test.
-#define FUZZ_CHECK(cond, ...)                                                   \
-  do {                                                                          \
-    if (__builtin_expect(!(cond), 0)) {                                         \
-      fprintf(stderr, "%s:%d: model mismatch: %s: ", __FILE__, __LINE__, #cond); \
-      fprintf(stderr, __VA_ARGS__);                                             \
-      fputc('\n', stderr);                                                      \
-      abort();                                                                  \
-    }                                                                           \
+#define FUZZ_CHECK(cond, ...)                                                                                          \
+  do {                                                                                                                 \
+    if (__builtin_expect(!(cond), 0)) {                                                                                \
+      fprintf(stderr, "%s:%d: model mismatch: %s: ", __FILE__, __LINE__, #cond);                                       \
+      fprintf(stderr, __VA_ARGS__);                                                                                    \
+      fputc('\n', stderr);                                                                                             \
+      abort();                                                                                                         \
+    }                                                                                                                  \
   } while (0)
 
 namespace hakmem_fuzz {
@@ -27,7 +27,7 @@ namespace hakmem_fuzz {
  * short input is a valid (and short) operation stream.
  */
 class Input {
- public:
+public:
   Input(const uint8_t* data, size_t size) : p_(data), n_(size) {}
 
   bool empty() const { return n_ == 0; }
@@ -69,7 +69,7 @@ class Input {
     return s;
   }
 
- private:
+private:
   const uint8_t* p_;
   size_t n_;
 };

@@ -48,7 +48,7 @@ struct Block {
  * alignment); verify() checks that a block's contents are what was written.
  */
 class Shadow {
- public:
+public:
   size_t count() const { return blocks_.size(); }
   uint64_t live_bytes() const { return live_bytes_; }
   bool contains(const void* p) const { return blocks_.count(addr(p)) != 0; }
@@ -115,7 +115,7 @@ class Shadow {
     blocks_.erase(addr(p));
   }
 
- private:
+private:
   static uintptr_t addr(const void* p) { return reinterpret_cast<uintptr_t>(p); }
   std::map<uintptr_t, Block> blocks_;
   uint64_t live_bytes_ = 0;

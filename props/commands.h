@@ -15,9 +15,9 @@ namespace hakmem_props {
 /// What the commands may do under a configuration (the rc::state model; the shadow of the
 /// allocator's blocks lives in the Harness, since which allocations succeed is the allocator's call).
 struct Model {
-  bool failing = false;   ///< PAL failure commands enabled
-  bool learning = false;  ///< epoch ticks end learn-mode epochs
-  bool switching = false; ///< the strategy in force may be switched between operations (I3)
+  bool failing = false;    ///< PAL failure commands enabled
+  bool learning = false;   ///< epoch ticks end learn-mode epochs
+  bool switching = false;  ///< the strategy in force may be switched between operations (I3)
 };
 
 using Command = rc::state::Command<Model, Harness>;
@@ -52,13 +52,15 @@ inline rc::Gen<uint64_t> gen_size() {
 
 inline rc::Gen<uint64_t> gen_align() {
   return rc::gen::weightedOneOf<uint64_t>({
-      {6, rc::gen::just<uint64_t>(0)},  // plain alloc
-      {3, rc::gen::map(rc::gen::inRange(0, 8), [](int k) { return uint64_t{1} << k; })},    // 1..128
-      {1, rc::gen::map(rc::gen::inRange(8, 17), [](int k) { return uint64_t{1} << k; })},   // 256..64 KiB
+      {6, rc::gen::just<uint64_t>(0)},                                                     // plain alloc
+      {3, rc::gen::map(rc::gen::inRange(0, 8), [](int k) { return uint64_t{1} << k; })},   // 1..128
+      {1, rc::gen::map(rc::gen::inRange(8, 17), [](int k) { return uint64_t{1} << k; })},  // 256..64 KiB
   });
 }
 
-inline rc::Gen<uintptr_t> gen_site() { return rc::gen::map(rc::gen::inRange(0, 16), [](int s) { return uintptr_t(0x400000 + 0x40 * s); }); }
+inline rc::Gen<uintptr_t> gen_site() {
+  return rc::gen::map(rc::gen::inRange(0, 16), [](int s) { return uintptr_t(0x400000 + 0x40 * s); });
+}
 
 struct AllocCmd : Command {
   uint64_t size = *gen_size();
@@ -79,7 +81,9 @@ struct CallocCmd : Command {
   uint64_t size = *gen_size();
   uintptr_t site = *gen_site();
   void run(const Model&, Harness& h) const override {
-    if (h.live().size() >= kMaxLiveBlocks || n * size > (uint64_t{32} << 20) || h.live_bytes() + n * size > kMaxLiveBytes) return;
+    if (h.live().size() >= kMaxLiveBlocks || n * size > (uint64_t{32} << 20) ||
+        h.live_bytes() + n * size > kMaxLiveBytes)
+      return;
     h.calloc(n, size, site);
   }
   void show(std::ostream& os) const override { os << "calloc(" << n << ", " << size << ")"; }
@@ -102,7 +106,8 @@ struct ReallocCmd : Command {
   uintptr_t site = *gen_site();
   void run(const Model&, Harness& h) const override {
     // realloc is a malloc-family call: new/new[] blocks are not its to resize.
-    const uintptr_t p = h.pick(which, [](const Live& b) { return b.origin == Origin::kMalloc || b.origin == Origin::kAligned; });
+    const uintptr_t p =
+        h.pick(which, [](const Live& b) { return b.origin == Origin::kMalloc || b.origin == Origin::kAligned; });
     if (p == 0 || h.live_bytes() + size > kMaxLiveBytes) return;
     h.realloc(p, size, site);
   }
@@ -159,7 +164,8 @@ struct PressureCmd : Command {
   void run(const Model&, Harness& h) const override {
     std::vector<uintptr_t> burst;
     for (uint64_t i = 0; i < count && h.live_bytes() + size <= kMaxLiveBytes && h.live().size() < kMaxLiveBlocks; ++i) {
-      if (void* p = h.alloc(size + i * 4096, 0, site + i, Origin::kMalloc)) burst.push_back(reinterpret_cast<uintptr_t>(p));
+      if (void* p = h.alloc(size + i * 4096, 0, site + i, Origin::kMalloc))
+        burst.push_back(reinterpret_cast<uintptr_t>(p));
     }
     for (uintptr_t p : burst) h.free(p);
   }

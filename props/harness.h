@@ -77,7 +77,7 @@ inline Origin free_origin(Origin o) { return o == Origin::kAligned ? Origin::kMa
  * check_all() checks the whole state (run after every command).
  */
 class Harness {
- public:
+public:
   explicit Harness(const Options& o) : a_(new Alloc()) {
     ok_ = a_->init(o);
     a_->set_report_sink([](void* arg, const char* t, size_t n) { static_cast<std::string*>(arg)->append(t, n); },
@@ -129,7 +129,7 @@ class Harness {
     errno = 0;
     void* p = align == 0 ? a_->alloc(size, site, origin) : a_->aligned_alloc(align, size, site, origin);
     if (p == nullptr) {
-      RC_ASSERT(errno == ENOMEM);  // I12: NULL + ENOMEM
+      RC_ASSERT(errno == ENOMEM);                      // I12: NULL + ENOMEM
       RC_ASSERT(pal().failed_maps() > failed_before);  // I12: only a refused map makes alloc fail
       return nullptr;
     }
@@ -199,7 +199,8 @@ class Harness {
       if (size >= kMinThreshold) ++large_requests_;
     }
     const uint64_t align = reinterpret_cast<uintptr_t>(q) == p ? b.align : 16;
-    const Origin origin = reinterpret_cast<uintptr_t>(q) == p || b.origin != Origin::kAligned ? b.origin : Origin::kMalloc;
+    const Origin origin =
+        reinterpret_cast<uintptr_t>(q) == p || b.origin != Origin::kAligned ? b.origin : Origin::kMalloc;
     adopt(q, size, align, reinterpret_cast<uintptr_t>(q) == p ? b.site : site, origin, snap, false);
   }
 
@@ -233,15 +234,15 @@ class Harness {
   void check_all() {
     const AuditResult r = a_->audit();
     RC_LOG() << "audit: " << r.failure << "\n";
-    RC_ASSERT(r.ok);                                // I2, I3, I4, I6, I7 as the allocator's own walk sees them
-    RC_ASSERT(r.live_blocks == live_.size());       // I7: the walk finds exactly the model's live blocks
+    RC_ASSERT(r.ok);                                   // I2, I3, I4, I6, I7 as the allocator's own walk sees them
+    RC_ASSERT(r.live_blocks == live_.size());          // I7: the walk finds exactly the model's live blocks
     RC_ASSERT(r.mapped == pal().outstanding_bytes());  // I7/I12: the tally is what the platform really holds
     const StatsSnapshot s = a_->stats();
     RC_ASSERT(s.pending_bytes == r.pending);
-    RC_ASSERT(batch_ == 0 || s.pending_bytes < batch_);  // I10: the batch threshold flushes
-    RC_ASSERT(pal().calls(PalOp::kUnmap) == s.unmap_calls);  // I1: every munmap is one the releaser counted
+    RC_ASSERT(batch_ == 0 || s.pending_bytes < batch_);       // I10: the batch threshold flushes
+    RC_ASSERT(pal().calls(PalOp::kUnmap) == s.unmap_calls);   // I1: every munmap is one the releaser counted
     RC_ASSERT(pal().calls(PalOp::kAdvise) == s.purge_calls);  // I1: every madvise is a purge the releaser counted
-    RC_ASSERT(s.errors_total == expected_errors_);  // no correct use is ever reported (I8 counts its misuses)
+    RC_ASSERT(s.errors_total == expected_errors_);            // no correct use is ever reported (I8 counts its misuses)
     if (expected_errors_ == 0) RC_ASSERT(reports_.empty());
     if (after_op) after_op(*this);
     // I6: a freed pointer never validates again unless the allocator handed it out anew.
@@ -278,7 +279,7 @@ class Harness {
     freed_.clear();
   }
 
- private:
+private:
   /// Checks a block the allocator just handed out and adds it to the model.
   void adopt(void* q, uint64_t size, uint64_t align, uintptr_t site, Origin origin, const StrategySnapshot& snap,
              bool zeroed) {

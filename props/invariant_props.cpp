@@ -29,16 +29,17 @@ struct Snapshot {
   uint64_t pool_frees, map_frees, cache_puts, cache_hits, release_blocks, unmap_calls, pal_calls;
   static Snapshot of(Harness& h) {
     const StatsSnapshot s = h.a().stats();
-    return Snapshot{h.a().audit(), s.pool_frees, s.map_frees, s.cache_puts, s.cache_hits, s.release_blocks,
-                    s.unmap_calls, h.pal().total_calls()};
+    return Snapshot{h.a().audit(), s.pool_frees,     s.map_frees,   s.cache_puts,
+                    s.cache_hits,  s.release_blocks, s.unmap_calls, h.pal().total_calls()};
   }
   bool operator==(const Snapshot& o) const {
     const AuditResult &a = audit, &b = o.audit;
-    return a.ok == b.ok && a.mapped == b.mapped && a.pool_span_bytes == b.pool_span_bytes && a.pool_live == b.pool_live &&
-           a.pool_free == b.pool_free && a.map_live == b.map_live && a.cached == b.cached && a.pending == b.pending &&
-           a.metadata == b.metadata && a.live_blocks == b.live_blocks && pool_frees == o.pool_frees &&
-           map_frees == o.map_frees && cache_puts == o.cache_puts && cache_hits == o.cache_hits &&
-           release_blocks == o.release_blocks && unmap_calls == o.unmap_calls && pal_calls == o.pal_calls;
+    return a.ok == b.ok && a.mapped == b.mapped && a.pool_span_bytes == b.pool_span_bytes &&
+           a.pool_live == b.pool_live && a.pool_free == b.pool_free && a.map_live == b.map_live &&
+           a.cached == b.cached && a.pending == b.pending && a.metadata == b.metadata &&
+           a.live_blocks == b.live_blocks && pool_frees == o.pool_frees && map_frees == o.map_frees &&
+           cache_puts == o.cache_puts && cache_hits == o.cache_hits && release_blocks == o.release_blocks &&
+           unmap_calls == o.unmap_calls && pal_calls == o.pal_calls;
   }
 };
 
@@ -217,7 +218,7 @@ HAKMEM_PROP(Invariants, I6_CachedNeverLivePendingNeither, ()) {
   for (uintptr_t p : ptrs) {
     const Extent* e = h.a().registry_for_testing().lookup(p);
     ranges.emplace_back(e->base, e->length);
-    h.free(p);  // forget(): check(p) is no longer kOk
+    h.free(p);                                                                   // forget(): check(p) is no longer kOk
     RC_ASSERT(h.a().check(reinterpret_cast<void*>(p)) == Verdict::kDoubleFree);  // still registered: cached or pending
     h.check_all();  // audit: cached blocks say Cached, pending ones Releasing
   }
@@ -275,73 +276,73 @@ HAKMEM_PROP(Invariants, I8_MisuseReportedNeverActedOn, ()) {
   Verdict expect = Verdict::kOk, got = Verdict::kOk;
   Header saved{};
   switch (kind) {
-    case 0: {  // a pointer inside the block, not the one handed out
-      RC_PRE(b.usable >= 32);
-      const uint64_t off = 16 * *rc::gen::inRange<uint64_t>(1, b.usable / 16);
-      expect = Verdict::kMisaligned;
-      got = h.a().free(reinterpret_cast<void*>(p + off), 1, own);
-      break;
-    }
-    case 1: {  // freed by the wrong family (free of new[], delete of malloc, ...)
-      const Origin wrong = *rc::gen::element(Origin::kMalloc, Origin::kNew, Origin::kNewArray);
-      RC_PRE(!origins_compatible(b.origin, wrong));
-      expect = Verdict::kMismatchedOrigin;
-      got = h.a().free(vp, 1, wrong);
-      break;
-    }
-    case 2: {  // sized delete with the wrong size
-      const uint64_t wrong = b.size + *rc::gen::inRange<uint64_t>(1, 100);
-      expect = Verdict::kSizeMismatch;
-      got = h.a().free_sized(vp, wrong, 1, own);
-      break;
-    }
-    case 3: {  // a flipped bit anywhere in the header
-      const int bit = *rc::gen::inRange(0, 128);
-      auto* bytes = reinterpret_cast<unsigned char*>(p - kHeaderSize);
-      saved = HeaderCodec::load(bytes);
-      bytes[bit / 8] ^= static_cast<unsigned char>(1u << (bit % 8));
-      expect = Verdict::kCorrupted;
-      got = h.a().free(vp, 1, own);
-      break;
-    }
-    case 4: {  // realloc of a block through a pointer inside it
-      RC_PRE(b.usable >= 32 && (b.origin == Origin::kMalloc || b.origin == Origin::kAligned));
-      expect = Verdict::kMisaligned;
-      errno = 0;
-      RC_ASSERT(!nonnull(h.a().realloc(reinterpret_cast<void*>(p + 16), 10, 1)));
-      RC_ASSERT(errno == EINVAL);
-      got = Verdict::kMisaligned;
-      break;
-    }
-    case 5: {  // double free: free it properly, then again
-      h.free(p);
-      const Snapshot after_free = Snapshot::of(h);
-      const uint64_t errs = h.a().stats().errors_total;
-      got = h.a().free(vp, 1, own);
-      // Freed and not reused: a double free; reused as part of another block: misaligned.
-      RC_ASSERT(got == Verdict::kDoubleFree || got == Verdict::kMisaligned || got == Verdict::kInvalidPointer);
-      RC_ASSERT(h.a().stats().errors_total == errs + 1);
-      RC_ASSERT(Snapshot::of(h) == after_free);
-      h.expect_error();
-      RC_ASSERT(!h.reports().empty());
-      h.reports().clear();
-      h.check_all();
-      h.drain();
-      h.teardown_and_check();
-      return;
-    }
-    default: {  // foreign pointers: stack, global, glibc heap, arbitrary values
-      int on_stack = 0;
-      std::unique_ptr<int> glibc(new int(1));
-      const uintptr_t arbitrary = *rc::gen::arbitrary<uintptr_t>();
-      const uintptr_t cands[] = {reinterpret_cast<uintptr_t>(&on_stack), reinterpret_cast<uintptr_t>(&g_global_object),
-                                 reinterpret_cast<uintptr_t>(glibc.get()), arbitrary & ~uintptr_t{15}};
-      const uintptr_t f = cands[kind - 6];
-      RC_PRE(f != 0 && h.a().registry_for_testing().lookup(f) == nullptr);
-      expect = Verdict::kInvalidPointer;
-      got = h.a().free(reinterpret_cast<void*>(f), 1, Origin::kMalloc);
-      break;
-    }
+  case 0: {  // a pointer inside the block, not the one handed out
+    RC_PRE(b.usable >= 32);
+    const uint64_t off = 16 * *rc::gen::inRange<uint64_t>(1, b.usable / 16);
+    expect = Verdict::kMisaligned;
+    got = h.a().free(reinterpret_cast<void*>(p + off), 1, own);
+    break;
+  }
+  case 1: {  // freed by the wrong family (free of new[], delete of malloc, ...)
+    const Origin wrong = *rc::gen::element(Origin::kMalloc, Origin::kNew, Origin::kNewArray);
+    RC_PRE(!origins_compatible(b.origin, wrong));
+    expect = Verdict::kMismatchedOrigin;
+    got = h.a().free(vp, 1, wrong);
+    break;
+  }
+  case 2: {  // sized delete with the wrong size
+    const uint64_t wrong = b.size + *rc::gen::inRange<uint64_t>(1, 100);
+    expect = Verdict::kSizeMismatch;
+    got = h.a().free_sized(vp, wrong, 1, own);
+    break;
+  }
+  case 3: {  // a flipped bit anywhere in the header
+    const int bit = *rc::gen::inRange(0, 128);
+    auto* bytes = reinterpret_cast<unsigned char*>(p - kHeaderSize);
+    saved = HeaderCodec::load(bytes);
+    bytes[bit / 8] ^= static_cast<unsigned char>(1u << (bit % 8));
+    expect = Verdict::kCorrupted;
+    got = h.a().free(vp, 1, own);
+    break;
+  }
+  case 4: {  // realloc of a block through a pointer inside it
+    RC_PRE(b.usable >= 32 && (b.origin == Origin::kMalloc || b.origin == Origin::kAligned));
+    expect = Verdict::kMisaligned;
+    errno = 0;
+    RC_ASSERT(!nonnull(h.a().realloc(reinterpret_cast<void*>(p + 16), 10, 1)));
+    RC_ASSERT(errno == EINVAL);
+    got = Verdict::kMisaligned;
+    break;
+  }
+  case 5: {  // double free: free it properly, then again
+    h.free(p);
+    const Snapshot after_free = Snapshot::of(h);
+    const uint64_t errs = h.a().stats().errors_total;
+    got = h.a().free(vp, 1, own);
+    // Freed and not reused: a double free; reused as part of another block: misaligned.
+    RC_ASSERT(got == Verdict::kDoubleFree || got == Verdict::kMisaligned || got == Verdict::kInvalidPointer);
+    RC_ASSERT(h.a().stats().errors_total == errs + 1);
+    RC_ASSERT(Snapshot::of(h) == after_free);
+    h.expect_error();
+    RC_ASSERT(!h.reports().empty());
+    h.reports().clear();
+    h.check_all();
+    h.drain();
+    h.teardown_and_check();
+    return;
+  }
+  default: {  // foreign pointers: stack, global, glibc heap, arbitrary values
+    int on_stack = 0;
+    std::unique_ptr<int> glibc(new int(1));
+    const uintptr_t arbitrary = *rc::gen::arbitrary<uintptr_t>();
+    const uintptr_t cands[] = {reinterpret_cast<uintptr_t>(&on_stack), reinterpret_cast<uintptr_t>(&g_global_object),
+                               reinterpret_cast<uintptr_t>(glibc.get()), arbitrary & ~uintptr_t{15}};
+    const uintptr_t f = cands[kind - 6];
+    RC_PRE(f != 0 && h.a().registry_for_testing().lookup(f) == nullptr);
+    expect = Verdict::kInvalidPointer;
+    got = h.a().free(reinterpret_cast<void*>(f), 1, Origin::kMalloc);
+    break;
+  }
   }
   RC_TAG(verdict_name(expect));
   RC_ASSERT(got == expect);
@@ -377,16 +378,17 @@ HAKMEM_PROP(Invariants, I9_EvictionGoesToReleaser, ()) {
     ptrs.push_back(reinterpret_cast<uintptr_t>(p));
   }
   const auto order = *rc::gen::arbitrary<std::vector<uint32_t>>();
-  for (size_t i = 0; i < order.size() && ptrs.size() > 1; ++i) std::swap(ptrs[i % ptrs.size()], ptrs[order[i] % ptrs.size()]);
+  for (size_t i = 0; i < order.size() && ptrs.size() > 1; ++i)
+    std::swap(ptrs[i % ptrs.size()], ptrs[order[i] % ptrs.size()]);
   const uint64_t unmaps = h.pal().calls(PalOp::kUnmap);
   uint64_t freed = 0;
   for (uintptr_t p : ptrs) {
     freed += extent_length(h, p);
     h.free(p);
     const StatsSnapshot s = h.a().stats();
-    RC_ASSERT(h.pal().calls(PalOp::kUnmap) == unmaps);           // nothing went to the OS
+    RC_ASSERT(h.pal().calls(PalOp::kUnmap) == unmaps);                   // nothing went to the OS
     RC_ASSERT(s.cache_bytes + s.slot_bytes + s.pending_bytes == freed);  // nothing dropped
-    RC_ASSERT(s.release_blocks == s.cache_evictions + s.cache_bypass);  // the releaser got every evicted block
+    RC_ASSERT(s.release_blocks == s.cache_evictions + s.cache_bypass);   // the releaser got every evicted block
     RC_ASSERT(s.cache_bytes <= cache);
   }
   const uint64_t unmapped_before = h.pal().bytes(PalOp::kUnmap);

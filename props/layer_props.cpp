@@ -1,4 +1,5 @@
-// Layer properties: header codec, size classes, BigCache, BatchReleaser and Registry, each on its own (ctest: Layers.*).
+// Layer properties: header codec, size classes, BigCache, BatchReleaser and Registry, each on its own (ctest:
+// Layers.*).
 #include <errno.h>
 #include <sys/mman.h>
 
@@ -30,7 +31,8 @@ rc::Gen<HeaderFields> gen_fields() {
 
 /// A 16-aligned user-space address.
 rc::Gen<uintptr_t> gen_address() {
-  return rc::gen::map(rc::gen::arbitrary<uint64_t>(), [](uint64_t x) { return uintptr_t(x & ((uint64_t{1} << 47) - 16)); });
+  return rc::gen::map(rc::gen::arbitrary<uint64_t>(),
+                      [](uint64_t x) { return uintptr_t(x & ((uint64_t{1} << 47) - 16)); });
 }
 
 /// Gives raw ranges back to the OS the one sanctioned way: through a BatchReleaser.
@@ -121,8 +123,8 @@ HAKMEM_PROP(Layers, SizeClassesMonotoneAndCover, ()) {
     RC_ASSERT(SizeClasses::span_size(c) >= SizeClasses::block_size(c));
   }
   for (uint32_t c = 1; c < LargeClasses::kCount; ++c) RC_ASSERT(LargeClasses::usable(c) > LargeClasses::usable(c - 1));
-  const uint64_t n = *rc::gen::oneOf(rc::gen::inRange<uint64_t>(0, 4096),
-                                     rc::gen::inRange<uint64_t>(0, SizeClasses::kMaxUsable + 1));
+  const uint64_t n =
+      *rc::gen::oneOf(rc::gen::inRange<uint64_t>(0, 4096), rc::gen::inRange<uint64_t>(0, SizeClasses::kMaxUsable + 1));
   const size_t c = SizeClasses::class_of(n);
   RC_ASSERT(c < SizeClasses::kCount);
   RC_ASSERT(SizeClasses::usable(c) >= n);
@@ -166,7 +168,7 @@ HAKMEM_PROP(Layers, BigCacheNeverSmallerThanAsked, ()) {
   const uint64_t max_in_force = cap == 0 ? 0 : std::max(cap, max);
   RC_ASSERT(cache->limit() == cap);
   RC_ASSERT(cache->max() == max_in_force);
-  uint64_t evicted[LargeClasses::kCount] = {};  // per class: evictions by the limit so far
+  uint64_t evicted[LargeClasses::kCount] = {};     // per class: evictions by the limit so far
   uint64_t evicted_at[LargeClasses::kCount] = {};  // ... and the clock at the latest
   uint64_t grown[LargeClasses::kCount] = {};
   uint64_t last_shrink_or_growth_from_cap = pal.now_ns();
@@ -374,12 +376,15 @@ HAKMEM_PROP(Layers, RegistryAnswersExactly, ()) {
   };
   std::vector<uintptr_t> probes = {0, 1, window - 1, cursor, cursor + gib, uintptr_t{1} << 47, ~uintptr_t{0}};
   for (const Range& r : ranges) {
-    for (uintptr_t a : {r.base, r.base + 1, r.base + r.len - 1, r.base - 1, r.base + r.len, r.base + r.len / 2}) probes.push_back(a);
+    for (uintptr_t a : {r.base, r.base + 1, r.base + r.len - 1, r.base - 1, r.base + r.len, r.base + r.len / 2})
+      probes.push_back(a);
   }
-  const auto randoms = *rc::gen::container<std::vector<uintptr_t>>(64, rc::gen::inRange<uintptr_t>(window - 4096, cursor + 4096));
+  const auto randoms =
+      *rc::gen::container<std::vector<uintptr_t>>(64, rc::gen::inRange<uintptr_t>(window - 4096, cursor + 4096));
   probes.insert(probes.end(), randoms.begin(), randoms.end());
   probes.push_back(*rc::gen::arbitrary<uintptr_t>() | (uintptr_t{1} << 47));  // beyond user space
-  for (uintptr_t a : probes) RC_ASSERT(reinterpret_cast<uintptr_t>(reg->lookup(a)) == reinterpret_cast<uintptr_t>(expect(a)));
+  for (uintptr_t a : probes)
+    RC_ASSERT(reinterpret_cast<uintptr_t>(reg->lookup(a)) == reinterpret_cast<uintptr_t>(expect(a)));
   RC_ASSERT(reg->mapped_bytes() == tally.load());
   std::vector<std::pair<uintptr_t, size_t>> tables;
   reg->release_tables([&](uintptr_t b, size_t len) { tables.emplace_back(b, len); });

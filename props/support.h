@@ -47,7 +47,9 @@ inline int props_main(int argc, char** argv) {
 // ---------------------------------------------------------------- patterns
 
 /// The i-th 8-byte word of the pattern keyed `key` (never all-zero in practice, so zero-fill shows).
-inline uint64_t word(uint64_t key, uint64_t i) { return (key + 1) * 0x9E3779B97F4A7C15ull ^ (i * 0xC2B2AE3D27D4EB4Full + 0x165667B19E3779F9ull); }
+inline uint64_t word(uint64_t key, uint64_t i) {
+  return (key + 1) * 0x9E3779B97F4A7C15ull ^ (i * 0xC2B2AE3D27D4EB4Full + 0x165667B19E3779F9ull);
+}
 
 // Blocks above 256 KiB carry the pattern in their first and last 64 KiB and in a 64-byte
 // stripe every 64 KiB (tests/support/pattern.h says why). The words are props' own (word()).
@@ -115,7 +117,7 @@ inline int64_t nonzero(const void* p, uint64_t n) {
 }  // namespace hakmem_props
 
 /// A rapidcheck property as a GoogleTest test Suite.Name (one ctest test each).
-#define HAKMEM_PROP(Suite, Name, ArgList)                                                  \
-  void hakmem_prop_##Suite##_##Name ArgList;                                               \
-  TEST(Suite, Name) { ::hakmem_props::check_prop(&hakmem_prop_##Suite##_##Name); }         \
+#define HAKMEM_PROP(Suite, Name, ArgList)                                                                              \
+  void hakmem_prop_##Suite##_##Name ArgList;                                                                           \
+  TEST(Suite, Name) { ::hakmem_props::check_prop(&hakmem_prop_##Suite##_##Name); }                                     \
   void hakmem_prop_##Suite##_##Name ArgList

@@ -59,7 +59,8 @@ TEST(ExitFlush, StatsTablePrintedOnceAtExit) {
   const size_t first = err.find("hakmem stats");
   ASSERT_NE(first, std::string::npos) << err;
   EXPECT_EQ(err.find("hakmem stats", first + 1), std::string::npos) << "table printed twice: " << err;
-  EXPECT_TRUE(std::regex_search(err, std::regex("\n  map +2 +2 +0 B\n"))) << "map row should show 2 allocs, 2 frees: " << err;
+  EXPECT_TRUE(std::regex_search(err, std::regex("\n  map +2 +2 +0 B\n")))
+      << "map row should show 2 allocs, 2 frees: " << err;
 }
 
 // A bad option gets one warning line naming it, and the program still runs.

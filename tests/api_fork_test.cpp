@@ -19,18 +19,19 @@
 #include <string>
 #include <thread>
 #include <vector>
+
 #include "support/sanitizer.h"
 
 namespace {
 
 using hakmem_test::kTsan;
 
-#define SKIP_UNDER_TSAN()                                                                                  \
-  do {                                                                                                     \
-    if (kTsan) {                                                                                           \
-      GTEST_SKIP() << "TSan does not support fork() while other threads run (its runtime may deadlock or " \
-                      "report in the child); the fork protocol is tested in the normal and ASan builds";   \
-    }                                                                                                      \
+#define SKIP_UNDER_TSAN()                                                                                              \
+  do {                                                                                                                 \
+    if (kTsan) {                                                                                                       \
+      GTEST_SKIP() << "TSan does not support fork() while other threads run (its runtime may deadlock or "             \
+                      "report in the child); the fork protocol is tested in the normal and ASan builds";               \
+    }                                                                                                                  \
   } while (0)
 
 constexpr size_t kKiB = 1024;
@@ -81,7 +82,7 @@ size_t worker_size(std::mt19937_64& rng) {
 
 /// Threads that allocate, verify and free through the hak_* API until stopped.
 class Workers {
- public:
+public:
   explicit Workers(size_t n) {
     for (size_t t = 0; t < n; ++t) threads_.emplace_back([this, t] { run(t); });
   }
@@ -101,7 +102,7 @@ class Workers {
     while (ops_.load() < target && failures_.load() == 0) std::this_thread::yield();
   }
 
- private:
+private:
   void run(size_t t) {
     std::mt19937_64 rng(0xF0F0 + t);
     struct Live {
@@ -162,17 +163,17 @@ enum ChildExit : int {
 
 const char* child_exit_name(int code) {
   switch (code) {
-    case kChildAllocFailed: return "an allocation failed";
-    case kChildUsableTooSmall: return "hak_usable_size < requested";
-    case kChildPatternBroken: return "a block's contents changed";
-    case kChildCallocNotZero: return "hak_calloc returned non-zero bytes";
-    case kChildReallocLost: return "hak_realloc lost contents";
-    case kChildHeldUsable: return "held block: hak_usable_size wrong in the child";
-    case kChildHeldPattern: return "held block: contents differ in the child";
-    case kChildHeldNotReused: return "held block's class: allocation did not reuse the adopted span";
-    case kChildBigNotUsable: return "held Map block: not reusable in the child";
-    case kChildStatsWrite: return "could not write the stats";
-    default: return "unknown exit code";
+  case kChildAllocFailed: return "an allocation failed";
+  case kChildUsableTooSmall: return "hak_usable_size < requested";
+  case kChildPatternBroken: return "a block's contents changed";
+  case kChildCallocNotZero: return "hak_calloc returned non-zero bytes";
+  case kChildReallocLost: return "hak_realloc lost contents";
+  case kChildHeldUsable: return "held block: hak_usable_size wrong in the child";
+  case kChildHeldPattern: return "held block: contents differ in the child";
+  case kChildHeldNotReused: return "held block's class: allocation did not reuse the adopted span";
+  case kChildBigNotUsable: return "held Map block: not reusable in the child";
+  case kChildStatsWrite: return "could not write the stats";
+  default: return "unknown exit code";
   }
 }
 
@@ -206,8 +207,9 @@ int child_workload(uint64_t seed, size_t ops) {
     const unsigned op = static_cast<unsigned>(rng() % 100);
     if (count < 32 && (count == 0 || op < 50)) {
       const unsigned r = static_cast<unsigned>(rng() % 100);
-      const size_t n = r < 85 ? 1 + rng() % (4 * kKiB) : r < 95 ? 4 * kKiB + rng() % (200 * kKiB)
-                                                               : 256 * kKiB + rng() % (2 * kMiB);
+      const size_t n = r < 85   ? 1 + rng() % (4 * kKiB)
+                       : r < 95 ? 4 * kKiB + rng() % (200 * kKiB)
+                                : 256 * kKiB + rng() % (2 * kMiB);
       void* p = r % 7 == 0 ? hak_calloc(1, n) : hak_alloc(n);
       if (p == nullptr) return kChildAllocFailed;
       if (hak_usable_size(p) < n) return kChildUsableTooSmall;
@@ -349,8 +351,7 @@ uint64_t json_number(const std::string& json, const std::string& section, const 
 
 std::string parent_stats() {
   std::string out;
-  hak_stats_print_json([](void* arg, const char* t, size_t n) { static_cast<std::string*>(arg)->append(t, n); },
-                       &out);
+  hak_stats_print_json([](void* arg, const char* t, size_t n) { static_cast<std::string*>(arg)->append(t, n); }, &out);
   return out;
 }
 
@@ -367,9 +368,8 @@ TEST(ForkApi, ForkWhileThreadsAllocate) {
   workers.wait_for_progress(2000);
   for (int f = 0; f < kForks; ++f) {
     workers.wait_for_progress(500);  // forks land while the workers are mid-operation
-    const ChildResult r = fork_child([f](int stats_fd) {
-      child_exit(child_workload(0xC0DE + static_cast<uint64_t>(f), kChildOps), stats_fd);
-    });
+    const ChildResult r = fork_child(
+        [f](int stats_fd) { child_exit(child_workload(0xC0DE + static_cast<uint64_t>(f), kChildOps), stats_fd); });
     ASSERT_TRUE(r.ok()) << "fork " << f << ": " << r.describe();
     expect_clean_stats(r, f);
   }
@@ -488,7 +488,7 @@ TEST(ForkApi, ChildCanFlushAndPrintStatsRightAfterFork) {
   for (int f = 0; f < 10; ++f) {
     workers.wait_for_progress(300);
     const ChildResult r = fork_child([](int stats_fd) {
-      hak_flush();  // BigCache and releaser locks
+      hak_flush();                      // BigCache and releaser locks
       void* p = hak_alloc(700 * kKiB);  // Map + Registry
       if (p == nullptr) child_exit(kChildAllocFailed, stats_fd);
       hak_free(p);
@@ -519,8 +519,7 @@ TEST(ForkApi, ChildAccountingAddsUpAfterForkWithThreads_I7) {
     const uint64_t mapped = json_number(r.stats, "memory", "mapped");
     const uint64_t sum = json_number(r.stats, "pool", "span_bytes") + json_number(r.stats, "map", "live_bytes") +
                          json_number(r.stats, "bigcache", "bytes") + json_number(r.stats, "map", "slot_bytes") +
-                         json_number(r.stats, "release", "pending_bytes") +
-                         json_number(r.stats, "memory", "metadata");
+                         json_number(r.stats, "release", "pending_bytes") + json_number(r.stats, "memory", "metadata");
     EXPECT_EQ(mapped, sum) << "fork " << f << ": " << static_cast<int64_t>(mapped - sum)
                            << " mapped bytes in the child are not accounted for (a Map block a vanished thread had "
                            << "in flight is leaked): " << r.stats;

@@ -38,7 +38,7 @@ std::string stats_json() {
  * flattens every number to "a.b.c" -> value. Fails on anything unbalanced or trailing.
  */
 class Json {
- public:
+public:
   explicit Json(const std::string& text) : t_(text) {
     ok_ = value("");
     skip_ws();
@@ -51,7 +51,7 @@ class Json {
     return it == numbers_.end() ? ~uint64_t{0} : it->second;
   }
 
- private:
+private:
   void skip_ws() {
     while (i_ < t_.size() && isspace(static_cast<unsigned char>(t_[i_]))) ++i_;
   }
@@ -174,9 +174,16 @@ void fill(void* p, size_t n, unsigned seed) {
   return ::testing::AssertionSuccess();
 }
 
-const size_t kSizes[] = {0,     1,      15,         16,         17,          100,         128,    129,
-                         1000,  4096,   65535,      65536,      65537,       256 * 1024 - 1, 256 * 1024, 256 * 1024 + 1,
-                         1 << 20, 3 << 20, 8 << 20};
+const size_t kSizes[] = {0,          1,
+                         15,         16,
+                         17,         100,
+                         128,        129,
+                         1000,       4096,
+                         65535,      65536,
+                         65537,      256 * 1024 - 1,
+                         256 * 1024, 256 * 1024 + 1,
+                         1 << 20,    3 << 20,
+                         8 << 20};
 
 TEST(ApiHakmem, AllocFreeRoundTrips) {
   for (size_t n : kSizes) {
@@ -431,7 +438,8 @@ TEST(ApiHakmem, OptionsPrintListsEveryKey) {
   hak_options_print(append, &doc);
   ASSERT_FALSE(doc.empty());
   for (const hakmem::OptionSpec& s : hakmem::kOptionSpecs) {
-    EXPECT_TRUE(doc.find(std::string(s.key) + " ") == 0 || doc.find(std::string("\n") + s.key + " ") != std::string::npos)
+    EXPECT_TRUE(doc.find(std::string(s.key) + " ") == 0 ||
+                doc.find(std::string("\n") + s.key + " ") != std::string::npos)
         << s.key << " missing in:\n"
         << doc;
     EXPECT_NE(doc.find(s.doc), std::string::npos) << s.key;

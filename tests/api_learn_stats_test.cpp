@@ -24,23 +24,22 @@
 #include <regex>
 #include <sstream>
 #include <string>
-
-#include "support/self_exec.h"
 #include <vector>
 
 #include "select/selector.h"
+#include "support/self_exec.h"
 
 namespace {
 
 constexpr int kBusyRequests = 3000;
-constexpr int kQuietRequests = 1000; // 3:1
+constexpr int kQuietRequests = 1000;  // 3:1
 constexpr uint64_t kEpochRequests = 200;
 constexpr int kStrategies = hakmem::kLearnableStrategies;
 
 /// Large requests in [64 KiB, 1 MiB) through hak_alloc/hak_free: one call site per function.
 __attribute__((noinline)) void busy_workload(int n) {
   for (int i = 0; i < n; ++i) {
-    auto *p = static_cast<unsigned char *>(hak_alloc(64 * 1024 + static_cast<size_t>(i % 16) * 60 * 1024));
+    auto* p = static_cast<unsigned char*>(hak_alloc(64 * 1024 + static_cast<size_t>(i % 16) * 60 * 1024));
     if (p == nullptr) _exit(3);
     p[0] = static_cast<unsigned char>(i);
     hak_free(p);
@@ -48,7 +47,7 @@ __attribute__((noinline)) void busy_workload(int n) {
 }
 __attribute__((noinline)) void quiet_workload(int n) {
   for (int i = 0; i < n; ++i) {
-    auto *p = static_cast<unsigned char *>(hak_alloc(128 * 1024 + static_cast<size_t>(i % 8) * 100 * 1024));
+    auto* p = static_cast<unsigned char*>(hak_alloc(128 * 1024 + static_cast<size_t>(i % 8) * 100 * 1024));
     if (p == nullptr) _exit(4);
     p[0] = static_cast<unsigned char>(i);
     hak_free(p);
@@ -58,7 +57,7 @@ __attribute__((noinline)) void quiet_workload(int n) {
 /// Re-runs this binary as the child with HAKMEM_OPTIONS set; returns its stderr. `child` is the
 /// value of HAKMEM_LEARN_STATS_CHILD: "warm" makes one small request before the workload, "cold"
 /// lets the workload's first large request be the call that initializes the allocator.
-std::string run_child(const char *options, int *status, const char *child = "warm") {
+std::string run_child(const char* options, int* status, const char* child = "warm") {
   const hakmem_test::ChildResult r = hakmem_test::run_self(
       {std::string("HAKMEM_OPTIONS=") + options, std::string("HAKMEM_LEARN_STATS_CHILD=") + child});
   *status = r.status;
@@ -69,7 +68,7 @@ std::string run_child(const char *options, int *status, const char *child = "war
 struct Workloads {
   uintptr_t busy = 0, quiet = 0;
 };
-Workloads workloads_of(const std::string &err) {
+Workloads workloads_of(const std::string& err) {
   Workloads w;
   std::smatch m;
   if (std::regex_search(err, m, std::regex("workloads busy=0x([0-9a-f]+) quiet=0x([0-9a-f]+)\n"))) {
@@ -81,17 +80,16 @@ Workloads workloads_of(const std::string &err) {
 /// A call site inside a function starting at `fn` (these functions are far smaller than 512 bytes).
 bool site_in(uintptr_t site, uintptr_t fn) { return fn != 0 && site > fn && site < fn + 512; }
 
-std::vector<std::string> lines_of(const std::string &text) {
+std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> out;
   std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    out.push_back(line);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
   return out;
 }
 
 /// How the table prints a size (Out::size): binary unit, one truncated decimal.
 std::string size_text(uint64_t v) {
-  const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int u = 0;
   uint64_t whole = v, rem = 0;
   while (whole >= 1024 && u < 4) {
@@ -111,7 +109,7 @@ std::string size_text(uint64_t v) {
 /// A minimal strict JSON validator (RFC 8259 grammar, no extensions): true when `s` is one value.
 class JsonValidator {
 public:
-  explicit JsonValidator(const std::string &s) : s_(s) {}
+  explicit JsonValidator(const std::string& s) : s_(s) {}
   bool valid() {
     ws();
     if (!value()) return false;
@@ -121,10 +119,9 @@ public:
 
 private:
   void ws() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\t' || s_[i_] == '\r'))
-      ++i_;
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\t' || s_[i_] == '\r')) ++i_;
   }
-  bool lit(const char *w) {
+  bool lit(const char* w) {
     const size_t n = strlen(w);
     if (s_.compare(i_, n, w) != 0) return false;
     i_ += n;
@@ -151,21 +148,18 @@ private:
     if (s_[i_] == '0') {
       ++i_;
     } else {
-      while (i_ < s_.size() && isdigit(static_cast<unsigned char>(s_[i_])))
-        ++i_;
+      while (i_ < s_.size() && isdigit(static_cast<unsigned char>(s_[i_]))) ++i_;
     }
     if (i_ < s_.size() && s_[i_] == '.') {
       ++i_;
       if (i_ >= s_.size() || !isdigit(static_cast<unsigned char>(s_[i_]))) return false;
-      while (i_ < s_.size() && isdigit(static_cast<unsigned char>(s_[i_])))
-        ++i_;
+      while (i_ < s_.size() && isdigit(static_cast<unsigned char>(s_[i_]))) ++i_;
     }
     if (i_ < s_.size() && (s_[i_] == 'e' || s_[i_] == 'E')) {
       ++i_;
       if (i_ < s_.size() && (s_[i_] == '+' || s_[i_] == '-')) ++i_;
       if (i_ >= s_.size() || !isdigit(static_cast<unsigned char>(s_[i_]))) return false;
-      while (i_ < s_.size() && isdigit(static_cast<unsigned char>(s_[i_])))
-        ++i_;
+      while (i_ < s_.size() && isdigit(static_cast<unsigned char>(s_[i_]))) ++i_;
     }
     return i_ > start;
   }
@@ -222,25 +216,25 @@ private:
     }
   }
 
-  const std::string &s_;
+  const std::string& s_;
   size_t i_ = 0;
   int depth_ = 0;
 };
 
-} // namespace
+}  // namespace
 
 // The re-executed child: the workload runs before main(), then exit() runs hakmem's exit hook,
 // which prints the stats to stderr.
 const bool kIsChild = [] {
-  const char *mode = getenv("HAKMEM_LEARN_STATS_CHILD");
+  const char* mode = getenv("HAKMEM_LEARN_STATS_CHILD");
   if (mode == nullptr) return false;
-  if (strcmp(mode, "cold") != 0) hak_free(hak_alloc(16)); // initializes the allocator
-  quiet_workload(kQuietRequests / 2);                     // the quiet site is seen first: order must come from counts
+  if (strcmp(mode, "cold") != 0) hak_free(hak_alloc(16));  // initializes the allocator
+  quiet_workload(kQuietRequests / 2);                      // the quiet site is seen first: order must come from counts
   busy_workload(kBusyRequests);
   quiet_workload(kQuietRequests - kQuietRequests / 2);
   char line[128];
-  const int n = snprintf(line, sizeof(line), "workloads busy=%p quiet=%p\n", reinterpret_cast<void *>(&busy_workload),
-                         reinterpret_cast<void *>(&quiet_workload));
+  const int n = snprintf(line, sizeof(line), "workloads busy=%p quiet=%p\n", reinterpret_cast<void*>(&busy_workload),
+                         reinterpret_cast<void*>(&quiet_workload));
   if (n > 0 && write(2, line, static_cast<size_t>(n)) < 0) _exit(5);
   exit(0);
 }();
@@ -276,8 +270,7 @@ TEST(LearnStats, TableShowsLifecycleLeaderboardAndSites) {
   // The leaderboard: the header line, then twelve rows, rank 1..12.
   const std::vector<std::string> lines = lines_of(err);
   size_t at = 0;
-  while (at < lines.size() && lines[at] != "  rank  strategy  threshold     rating      W/L/D  epochs")
-    ++at;
+  while (at < lines.size() && lines[at] != "  rank  strategy  threshold     rating      W/L/D  epochs") ++at;
   ASSERT_LT(at + kStrategies, lines.size()) << "no leaderboard: " << err;
   const std::regex row_re("^ +([0-9]+) +([0-9]+)  ([0-9]+\\.[0-9] [KMG]?i?B)  (-?[0-9]+\\.[0-9])  "
                           "([0-9]+)/([0-9]+)/([0-9]+)  ([0-9]+)(  <- "
@@ -287,7 +280,7 @@ TEST(LearnStats, TableShowsLifecycleLeaderboardAndSites) {
   uint64_t board_epochs = 0;
   double previous = INFINITY;
   for (int r = 0; r < kStrategies; ++r) {
-    const std::string &line = lines[at + 1 + r];
+    const std::string& line = lines[at + 1 + r];
     ASSERT_TRUE(std::regex_match(line, m, row_re)) << "leaderboard row " << r + 1 << ": '" << line << "'\n" << err;
     EXPECT_EQ(std::stoi(m[1].str()), r + 1) << line;
     const int strategy = std::stoi(m[2].str());
@@ -376,7 +369,7 @@ TEST(LearnStats, JsonHasLearnerLeaderboardAndSites) {
     seen.set(strategy);
     EXPECT_EQ(std::stoull(e[3].str()), hakmem::kStrategyThresholds[strategy]) << entry;
     const std::string rating_text = e[4].str();  // `rest` points into it: it must outlive the check
-    char *rest = nullptr;
+    char* rest = nullptr;
     const double rating = std::strtod(rating_text.c_str(), &rest);
     EXPECT_TRUE(rest != nullptr && *rest == '\0' && std::isfinite(rating)) << "rating not a finite number: " << entry;
     EXPECT_LE(rating, previous) << "not ranked best first: " << entry;
@@ -405,8 +398,7 @@ TEST(LearnStats, JsonHasLearnerLeaderboardAndSites) {
                                       << err;
   EXPECT_EQ(std::stoi(m[2].str()), kBusyRequests) << json;
   uint64_t bytes = 0;
-  for (int i = 0; i < kBusyRequests; ++i)
-    bytes += 64 * 1024 + static_cast<uint64_t>(i % 16) * 60 * 1024;
+  for (int i = 0; i < kBusyRequests; ++i) bytes += 64 * 1024 + static_cast<uint64_t>(i % 16) * 60 * 1024;
   EXPECT_EQ(std::stoull(m[3].str()), bytes) << json;
   EXPECT_TRUE(site_in(second, w.quiet)) << std::hex << "second site 0x" << second << " is not in quiet_workload at 0x"
                                         << w.quiet << "\n"
@@ -420,8 +412,8 @@ TEST(LearnStats, FirstCallLargeRequestIsProfiled) {
   int status = 0;
   // Epochs end by request count only: no early end (judged on measured time, which a sanitizer
   // run or a busy machine skews) and no time limit, so 4000 requests are exactly 20 epochs.
-  const std::string err =
-      run_child("mode=learn:stats=json:epoch_requests=200:learn_sample=1:early_end=0:epoch_ms=3600000", &status, "cold");
+  const std::string err = run_child(
+      "mode=learn:stats=json:epoch_requests=200:learn_sample=1:early_end=0:epoch_ms=3600000", &status, "cold");
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << err;
   std::smatch m;
   ASSERT_TRUE(std::regex_search(err, m,

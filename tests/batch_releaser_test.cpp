@@ -65,15 +65,14 @@ std::vector<Range> UnmapsSince(const Pal& pal, uint64_t from) {
 // ------------------------------------------------------------ the releaser on its own
 
 class Releaser : public ::testing::Test {
- protected:
+protected:
   using Pal = RecordingPal<LinuxPal>;
 
   void Init(uint64_t batch, uint64_t decay_ns) {
     ASSERT_TRUE(registry_.init(&pal_, &tally_));
-    const GiveBack give{[](void* ctx, uintptr_t base, size_t len) {
-                          static_cast<BatchReleaser<Pal>*>(ctx)->add_raw(base, len);
-                        },
-                        &rel_};
+    const GiveBack give{
+        [](void* ctx, uintptr_t base, size_t len) { static_cast<BatchReleaser<Pal>*>(ctx)->add_raw(base, len); },
+        &rel_};
     map_.init(&pal_, &registry_, &tally_, give);
     codec_.set_secret(0x0123456789abcdefull);
     rel_.init(&pal_, &registry_, &map_, &codec_, &tally_, batch, decay_ns);

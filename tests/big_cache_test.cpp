@@ -29,7 +29,7 @@ Options CacheOptions(uint64_t cache = 64 * kMiB, uint64_t threshold = 256 * kKiB
   o.set(Opt::kCache, cache);
   o.set(Opt::kCacheMax, cache_max);  // 0: never past the cap (the growth tests set it)
   o.set(Opt::kThreshold, threshold);
-  o.set(Opt::kDecayMs, 0);  // no decay tick: flushes only on the threshold or flush()
+  o.set(Opt::kDecayMs, 0);    // no decay tick: flushes only on the threshold or flush()
   o.set(Opt::kLargeSlot, 0);  // BigCache itself, with no large slot in front (LargeSlot.* tests the slot)
   return o;
 }
@@ -388,7 +388,8 @@ TEST(BigCacheGrowth, DecayGivesBackWhatStayedCachedAWholeWindow) {
   EXPECT_EQ(s.cache_shrinks, 2u);
   EXPECT_EQ(s.cache_limit, 4 * kBlock2M) << "all the growth sat unused for a window";
   EXPECT_LE(s.cache_bytes, s.cache_limit);
-  EXPECT_GE(s.cache_evictions - evictions, 7u) << "the excess went to the releaser (I9): of twelve blocks, the 8 MiB limit keeps five";
+  EXPECT_GE(s.cache_evictions - evictions, 7u)
+      << "the excess went to the releaser (I9): of twelve blocks, the 8 MiB limit keeps five";
   EXPECT_EQ(s.release_blocks, s.cache_evictions + s.cache_bypass);
   EXPECT_AUDIT_OK(a);
 }
@@ -462,8 +463,9 @@ TEST(BigCache, ByteCapHoldsWhenOnePutMustEvictManySmallBlocks) {
   ASSERT_LE(s.cache_bytes, s.cache_cap);
   ASSERT_EQ(a->free(big, kSiteA), Verdict::kOk);
   s = a->stats();
-  EXPECT_LE(s.cache_bytes, s.cache_cap) << "the put evicted only " << s.cache_evictions
-                                        << " blocks (BigCache::put's eviction array bound) and left the cache over its cap";
+  EXPECT_LE(s.cache_bytes, s.cache_cap)
+      << "the put evicted only " << s.cache_evictions
+      << " blocks (BigCache::put's eviction array bound) and left the cache over its cap";
   const AuditResult r = a->audit();
   EXPECT_TRUE(r.ok) << r.failure;
 }
@@ -629,9 +631,9 @@ TEST(LargeSlot, AFreedBlockServesTheNextRequestOfItsClassWithNoCacheWork) {
   EXPECT_EQ(s.cache_puts, 0u) << "the slot, not BigCache, took the block";
   EXPECT_EQ(s.map_live_bytes, 0u);
   EXPECT_EQ(a->check(p), Verdict::kDoubleFree) << "a slot block is not live";
-  EXPECT_AUDIT_OK(a);  // I6 (Cached), I7 (mapped = ... + slots + ...)
+  EXPECT_AUDIT_OK(a);                                      // I6 (Cached), I7 (mapped = ... + slots + ...)
   const uint64_t lookups = s.cache_hits + s.cache_misses;  // the first allocation's miss
-  void* q = a->alloc(1 * kMiB - 100, kSiteA);  // the same class
+  void* q = a->alloc(1 * kMiB - 100, kSiteA);              // the same class
   EXPECT_EQ(q, p);
   s = a->stats();
   EXPECT_EQ(s.slot_hits, 1u);
@@ -679,7 +681,7 @@ TEST(LargeSlot, ARequestOfASmallerClassDoesNotTakeTheSlotBlock) {
   void* two = a->alloc(2 * kMiB, kSiteA);
   ASSERT_NE(two, nullptr);
   auto* mb = static_cast<MapBlock*>(a->registry_for_testing().lookup(reinterpret_cast<uintptr_t>(two)));
-  ASSERT_EQ(a->free(two, kSiteA), Verdict::kOk);  // the slot
+  ASSERT_EQ(a->free(two, kSiteA), Verdict::kOk);    // the slot
   void* small = a->alloc(mb->class_floor, kSiteA);  // the largest request of the class below
   ASSERT_NE(small, nullptr);
   EXPECT_NE(small, two) << "a block one class too big stays in the slot";

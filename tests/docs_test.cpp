@@ -50,9 +50,9 @@ TEST(Docs, ReadmeListsEveryOptionWithItsDefault) {
     ASSERT_FALSE(row.empty()) << "README has no row for option '" << s.key << "'";
     std::string def;
     switch (s.kind) {
-      case OptionKind::kSize: def = size_word(s.def); break;
-      case OptionKind::kUint: def = std::to_string(s.def); break;
-      case OptionKind::kEnum: def = enum_word(s, s.def); break;
+    case OptionKind::kSize: def = size_word(s.def); break;
+    case OptionKind::kUint: def = std::to_string(s.def); break;
+    case OptionKind::kEnum: def = enum_word(s, s.def); break;
     }
     EXPECT_NE(row.find("| `" + def + "` |"), std::string::npos)
         << "README row for '" << s.key << "' does not show the default `" << def << "`: " << row;

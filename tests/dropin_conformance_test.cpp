@@ -30,11 +30,10 @@
 #include <new>
 #include <set>
 #include <string>
-
-#include "support/self_exec.h"
 #include <vector>
 
 #include "front/front.h"
+#include "support/self_exec.h"
 
 // glibc does not declare these (or marks mallinfo deprecated); the drop-in exports them all.
 extern "C" {
@@ -119,8 +118,8 @@ uint64_t JsonField(const char* json, const char* section, const char* key) {
 struct Counters {
   int64_t pool_allocs = 0, pool_frees = 0, map_allocs = 0, map_frees = 0, errors = 0;
   Counters operator-(const Counters& o) const {
-    return {pool_allocs - o.pool_allocs, pool_frees - o.pool_frees, map_allocs - o.map_allocs,
-            map_frees - o.map_frees, errors - o.errors};
+    return {pool_allocs - o.pool_allocs, pool_frees - o.pool_frees, map_allocs - o.map_allocs, map_frees - o.map_frees,
+            errors - o.errors};
   }
 };
 
@@ -152,15 +151,15 @@ std::string Str(const Counters& c) {
   return buf;
 }
 
-#define EXPECT_MOVED(delta, pa, pf, ma, mf)                       \
-  do {                                                            \
-    const Counters d_ = (delta);                                  \
-    SCOPED_TRACE(Str(d_));                                        \
-    EXPECT_EQ(d_.pool_allocs, (pa)) << "pool allocs";             \
-    EXPECT_EQ(d_.pool_frees, (pf)) << "pool frees";               \
-    EXPECT_EQ(d_.map_allocs, (ma)) << "map allocs";               \
-    EXPECT_EQ(d_.map_frees, (mf)) << "map frees";                 \
-    EXPECT_EQ(d_.errors, 0) << "a correct call must not report";  \
+#define EXPECT_MOVED(delta, pa, pf, ma, mf)                                                                            \
+  do {                                                                                                                 \
+    const Counters d_ = (delta);                                                                                       \
+    SCOPED_TRACE(Str(d_));                                                                                             \
+    EXPECT_EQ(d_.pool_allocs, (pa)) << "pool allocs";                                                                  \
+    EXPECT_EQ(d_.pool_frees, (pf)) << "pool frees";                                                                    \
+    EXPECT_EQ(d_.map_allocs, (ma)) << "map allocs";                                                                    \
+    EXPECT_EQ(d_.map_frees, (mf)) << "map frees";                                                                      \
+    EXPECT_EQ(d_.errors, 0) << "a correct call must not report";                                                       \
   } while (0)
 
 /// Restores the mmap threshold (mallopt changes it for the whole process).
@@ -170,7 +169,7 @@ struct ThresholdGuard {
 
 /// Captures what is written to fd 2 while it lives.
 class StderrCapture {
- public:
+public:
   StderrCapture() {
     fflush(stderr);
     if (pipe(fds_) != 0) return;
@@ -190,7 +189,7 @@ class StderrCapture {
     return out;
   }
 
- private:
+private:
   int fds_[2] = {-1, -1};
   int saved_ = -1;
 };
@@ -238,15 +237,15 @@ int Fail(int code, const char* what) {
 /// origin_check=0: every mix of free/delete/delete[] over malloc/new/new[] blocks is accepted.
 int ScenarioOriginCheckOff() {
   const Counters before = Read();
-  free(Opaque(NewSite(24)));                         // free of new
-  free(Opaque(NewArraySite(24)));                    // free of new[]
-  ::operator delete(Opaque(MallocSite(24)));         // delete of malloc
-  ::operator delete[](Opaque(NewSite(24)));          // delete[] of new
-  ::operator delete(Opaque(NewArraySite(24)));       // delete of new[]
-  ::operator delete[](Opaque(MallocSite(24)), 24);   // sized delete[] of malloc
-  ::operator delete(Opaque(NewArraySite(40)), 40);   // sized delete of new[]
-  void* a = ::operator new(64, std::align_val_t{64});
-  free(Opaque(a));                                   // free of aligned new
+  free(Opaque(NewSite(24)));                        // free of new
+  free(Opaque(NewArraySite(24)));                   // free of new[]
+  ::operator delete(Opaque(MallocSite(24)));        // delete of malloc
+  ::operator delete[](Opaque(NewSite(24)));         // delete[] of new
+  ::operator delete(Opaque(NewArraySite(24)));      // delete of new[]
+  ::operator delete[](Opaque(MallocSite(24)), 24);  // sized delete[] of malloc
+  ::operator delete(Opaque(NewArraySite(40)), 40);  // sized delete of new[]
+  void* a = ::operator new (64, std::align_val_t{64});
+  free(Opaque(a));  // free of aligned new
   const Counters d = Read() - before;
   if (d.errors != 0) return Fail(1, "a mismatched release was reported");
   if (d.pool_allocs != 8 || d.pool_frees != 8) return Fail(2, "every mismatched release must free its block");
@@ -397,7 +396,9 @@ TEST(DropinMalloc, FreePreservesErrno) {
   EXPECT_EQ(errno, 1234);
 }
 
-TEST(DropinMalloc, FreeNullIsANoOp) { EXPECT_MOVED(Delta([] { free(Opaque<void*>(nullptr)); }), 0, 0, 0, 0); }
+TEST(DropinMalloc, FreeNullIsANoOp) {
+  EXPECT_MOVED(Delta([] { free(Opaque<void*>(nullptr)); }), 0, 0, 0, 0);
+}
 
 TEST(DropinMalloc, CfreeFrees) {
   void* p = malloc(32);
@@ -771,8 +772,8 @@ TEST(DropinMallopt, ThresholdBoundsAreAccepted) {
 
 TEST(DropinMallopt, OtherParametersAreAcceptedAndIgnored) {
   const uint64_t threshold = hakmem::g_process.stats().threshold;
-  for (int param : {M_MXFAST, M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX, M_CHECK_ACTION, M_PERTURB, M_ARENA_TEST,
-                    M_ARENA_MAX}) {
+  for (int param :
+       {M_MXFAST, M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX, M_CHECK_ACTION, M_PERTURB, M_ARENA_TEST, M_ARENA_MAX}) {
     EXPECT_EQ(mallopt(param, 1), 1) << param;
   }
   EXPECT_EQ(mallopt(12345, 0), 1);
@@ -1036,7 +1037,7 @@ TEST(DropinNewDelete, AbsurdSizeThrowsBadAlloc) {
   ASSERT_EQ(std::get_new_handler(), nullptr);
   ExpectBadAlloc([](size_t n) { return ::operator new(n); });
   ExpectBadAlloc([](size_t n) { return ::operator new[](n); });
-  ExpectBadAlloc([](size_t n) { return ::operator new(n, std::align_val_t{64}); });
+  ExpectBadAlloc([](size_t n) { return ::operator new (n, std::align_val_t{64}); });
   ExpectBadAlloc([](size_t n) { return ::operator new[](n, std::align_val_t{4096}); });
   ExpectBadAlloc([](size_t) { return ::operator new(Opaque(SIZE_MAX)); });
 }
@@ -1045,7 +1046,7 @@ TEST(DropinNewDelete, NothrowAbsurdSizeReturnsNull) {
   const size_t n = Opaque(kAbsurd);
   EXPECT_EQ(::operator new(n, std::nothrow), nullptr);
   EXPECT_EQ(::operator new[](n, std::nothrow), nullptr);
-  EXPECT_EQ(::operator new(n, std::align_val_t{64}, std::nothrow), nullptr);
+  EXPECT_EQ(::operator new (n, std::align_val_t{64}, std::nothrow), nullptr);
   EXPECT_EQ(::operator new[](n, std::align_val_t{4096}, std::nothrow), nullptr);
   EXPECT_EQ(::operator new(Opaque(SIZE_MAX), std::nothrow), nullptr);
 }
@@ -1090,7 +1091,7 @@ TEST(DropinNewHandler, CalledUntilUninstalledThenBadAlloc) {
   const Form forms[] = {
       [](size_t n) { return ::operator new(n); },
       [](size_t n) { return ::operator new[](n); },
-      [](size_t n) { return ::operator new(n, std::align_val_t{64}); },
+      [](size_t n) { return ::operator new (n, std::align_val_t{64}); },
       [](size_t n) { return ::operator new[](n, std::align_val_t{4096}); },
   };
   for (Form form : forms) {
@@ -1133,7 +1134,7 @@ TEST(DropinNewHandler, ThrowingHandlerMakesNothrowNewReturnNull) {
   EXPECT_EQ(g_handler_calls, 1);
   EXPECT_EQ(::operator new[](n, std::nothrow), nullptr);
   EXPECT_EQ(g_handler_calls, 2);
-  EXPECT_EQ(::operator new(n, std::align_val_t{64}, std::nothrow), nullptr);
+  EXPECT_EQ(::operator new (n, std::align_val_t{64}, std::nothrow), nullptr);
   EXPECT_EQ(g_handler_calls, 3);
   EXPECT_EQ(::operator new[](n, std::align_val_t{64}, std::nothrow), nullptr);
   EXPECT_EQ(g_handler_calls, 4);
@@ -1155,7 +1156,7 @@ constexpr const char* kSite = "allocated at [^ ,)]+";
 
 /// The death tests need the default on_error=abort (HAKMEM_OPTIONS of the caller may differ).
 class DropinOriginDeathTest : public ::testing::Test {
- protected:
+protected:
   void SetUp() override {
     if (hakmem::g_process.options().get(hakmem::Opt::kOnError) != hakmem::kOnErrorAbort) {
       GTEST_SKIP() << "HAKMEM_OPTIONS sets on_error=report";
@@ -1164,9 +1165,8 @@ class DropinOriginDeathTest : public ::testing::Test {
 };
 
 TEST_F(DropinOriginDeathTest, FreeOfNewBlock) {
-  EXPECT_DEATH(free(Opaque(NewSite(24))),
-               std::string("hakmem: mismatched free of 0x[0-9a-f]+ \\(24 bytes, ") + kSite +
-                   ".*, allocated by new, released by malloc");
+  EXPECT_DEATH(free(Opaque(NewSite(24))), std::string("hakmem: mismatched free of 0x[0-9a-f]+ \\(24 bytes, ") + kSite +
+                                              ".*, allocated by new, released by malloc");
 }
 
 TEST_F(DropinOriginDeathTest, DeleteOfMallocBlock) {
@@ -1188,7 +1188,7 @@ TEST_F(DropinOriginDeathTest, DeleteOfNewArrayBlock) {
 }
 
 TEST_F(DropinOriginDeathTest, FreeOfAlignedNewBlock) {
-  EXPECT_DEATH(free(Opaque(::operator new(100, std::align_val_t{64}))),
+  EXPECT_DEATH(free(Opaque(::operator new (100, std::align_val_t{64}))),
                "hakmem: mismatched free of 0x[0-9a-f]+ \\(100 bytes, .*allocated by new, released by malloc");
 }
 
@@ -1201,7 +1201,7 @@ TEST_F(DropinOriginDeathTest, SizedDeleteWithWrongSize) {
                std::string("hakmem: size mismatch of 0x[0-9a-f]+ \\(24 bytes, ") + kSite + ".*released as 25 bytes");
   EXPECT_DEATH(::operator delete[](Opaque(NewArraySite(100)), 10),
                "hakmem: size mismatch of 0x[0-9a-f]+ \\(100 bytes, .*released as 10 bytes");
-  EXPECT_DEATH(::operator delete(Opaque(::operator new(100, std::align_val_t{64})), 64, std::align_val_t{64}),
+  EXPECT_DEATH(::operator delete (Opaque(::operator new (100, std::align_val_t{64})), 64, std::align_val_t{64}),
                "hakmem: size mismatch of 0x[0-9a-f]+ \\(100 bytes, .*released as 64 bytes");
 }
 

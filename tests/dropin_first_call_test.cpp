@@ -34,9 +34,8 @@
 #include <new>
 #include <string>
 
-#include "support/self_exec.h"
-
 #include "front/front.h"
+#include "support/self_exec.h"
 
 #if !defined(__cpp_sized_deallocation)
 // Compilers that do not enable sized deallocation by default (clang < 19) leave these four
@@ -196,10 +195,10 @@ void RunEntry(const char* entry) {
     CheckBlock(p, 100, 16);
     ::operator delete(p, std::nothrow);
   } else if (is("aligned_new")) {
-    void* p = ::operator new(Opaque(size_t{100}), std::align_val_t{64});
+    void* p = ::operator new (Opaque(size_t{100}), std::align_val_t{64});
     AfterCall();
     CheckBlock(p, 100, 64);
-    ::operator delete(p, 100, std::align_val_t{64});
+    ::operator delete (p, 100, std::align_val_t{64});
   } else if (is("hak_alloc")) {
     void* p = hak_alloc(Opaque(size_t{100}));
     AfterCall();
@@ -261,8 +260,7 @@ void PreinitChild(int, char**, char** envp) {
 
 }  // namespace
 
-__attribute__((section(".preinit_array"), used)) void (*const kDropinPreinitChild)(int, char**, char**) =
-    &PreinitChild;
+__attribute__((section(".preinit_array"), used)) void (*const kDropinPreinitChild)(int, char**, char**) = &PreinitChild;
 
 namespace {
 
@@ -298,13 +296,13 @@ constexpr int64_t kThreshold = 1 << 20;  // HAKMEM_OPTIONS=threshold=1m
 /// What an entry point does when it comes first.
 struct Expect {
   const char* entry;
-  bool allocates;              // it makes one Pool block (released by the child afterwards)
-  bool needs_allocator;        // it must initialize the allocator (else it may stay uninitialized)
+  bool allocates;        // it makes one Pool block (released by the child afterwards)
+  bool needs_allocator;  // it must initialize the allocator (else it may stay uninitialized)
   const char* options = "threshold=1m";
-  int errors = 0;              // misuse reports the call makes
+  int errors = 0;  // misuse reports the call makes
   const char* stdout_has = nullptr;
   const char* stderr_has = nullptr;
-  int libc_allocs = 0;         // blocks libc itself allocates through hakmem during the call, kept live
+  int libc_allocs = 0;  // blocks libc itself allocates through hakmem during the call, kept live
 };
 
 void CheckChild(const Expect& x, const char* var = "HAKMEM_FIRST_CALL") {
@@ -365,8 +363,7 @@ TEST(DropinFirstCall, Valloc) { CheckChild({"valloc", true, true}); }
 TEST(DropinFirstCall, Pvalloc) { CheckChild({"pvalloc", true, true}); }
 TEST(DropinFirstCall, FreeNull) { CheckChild({"free_null", false, false}); }
 TEST(DropinFirstCall, FreeOfForeignPointerReported) {
-  CheckChild({"free_foreign", false, true, "threshold=1m:on_error=report", 1, nullptr,
-              "hakmem: invalid free of 0x"});
+  CheckChild({"free_foreign", false, true, "threshold=1m:on_error=report", 1, nullptr, "hakmem: invalid free of 0x"});
 }
 TEST(DropinFirstCall, MallocUsableSizeNull) { CheckChild({"malloc_usable_size_null", false, false}); }
 TEST(DropinFirstCall, Mallinfo2) { CheckChild({"mallinfo2", false, false}); }

@@ -459,7 +459,8 @@ TEST(HeaderCodec, CopyToCrcKernelOffsetFails_I8) {
   const HeaderCodec codec = make_codec(mix64(kSecret + 100));
   std::vector<uint64_t> bits;
   for (unsigned b = 4; b < 47; ++b) bits.push_back(uint64_t{1} << b);  // 16-aligned user addresses
-  const uint64_t d = solve_gf2(bits, [](uint64_t x) { return crc(0, x); }, 0);
+  const uint64_t d = solve_gf2(
+      bits, [](uint64_t x) { return crc(0, x); }, 0);
   ASSERT_NE(d, 0u) << "43 address bits onto a 32-bit CRC always have a kernel";
   const uintptr_t at = 0x7f0000001000;
   const uintptr_t other = at ^ d;
@@ -471,8 +472,8 @@ TEST(HeaderCodec, CopyToCrcKernelOffsetFails_I8) {
   HeaderFields out;
   ASSERT_TRUE(codec.unpack(h, at, &out));
   EXPECT_FALSE(codec.unpack(h, other, &out))
-      << "header valid at 0x" << std::hex << at << " also validates at 0x" << other
-      << " (address xor 0x" << d << " is in the CRC32C kernel; no secret needed)";
+      << "header valid at 0x" << std::hex << at << " also validates at 0x" << other << " (address xor 0x" << d
+      << " is in the CRC32C kernel; no secret needed)";
 }
 
 TEST(HeaderCodec, ReviveFreedHeaderWithoutSecretFails_I8) {
@@ -490,15 +491,16 @@ TEST(HeaderCodec, ReviveFreedHeaderWithoutSecretFails_I8) {
   const uint32_t target = crc(crc(crc(0, dlo), 0), 0);
   std::vector<uint64_t> site_bits;
   for (unsigned b = 0; b < 47; ++b) site_bits.push_back(uint64_t{1} << b);
-  const uint64_t dhi = solve_gf2(site_bits, [](uint64_t y) { return crc(crc(0, y), 0); }, target);
+  const uint64_t dhi = solve_gf2(
+      site_bits, [](uint64_t y) { return crc(crc(0, y), 0); }, target);
   ASSERT_NE(dhi, 0u) << "47 site bits span the 32-bit CRC space";
   Header forged = h;
   forged.lo ^= dlo;
   forged.hi ^= dhi;
   const bool accepted = codec.unpack(forged, at, &out);
   EXPECT_FALSE(accepted && out.state == State::kLive)
-      << "a freed header was turned Live (a double free would pass) by flipping state bits and 0x" << std::hex
-      << dhi << " in the site, without the secret";
+      << "a freed header was turned Live (a double free would pass) by flipping state bits and 0x" << std::hex << dhi
+      << " in the site, without the secret";
 }
 
 TEST(Origins, CompatibilityTruthTable) {

@@ -2,8 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <random>
@@ -62,7 +62,7 @@ struct Block {
 /// One configuration the random sequence runs under.
 struct RunConfig {
   const char* name;
-  const char* options;  ///< HAKMEM_OPTIONS syntax
+  const char* options;   ///< HAKMEM_OPTIONS syntax
   bool switch_strategy;  ///< force a random strategy every 100 ops
   uint64_t seeds[3];     ///< fixed seeds (0 ends the list early)
 };
@@ -70,11 +70,12 @@ struct RunConfig {
 std::ostream& operator<<(std::ostream& os, const RunConfig& c) { return os << c.name; }
 
 class Driver {
- public:
+public:
   Driver(Alloc& a, uint64_t seed, bool switching) : a_(a), rng_(seed), seed_(seed), switching_(switching) {
     // Sizes that sit on an edge: Pool class boundaries, large class boundaries, and thresholds.
-    const uint64_t base[] = {0, 1, 15, 16, 17, 127, 128, 129, 4096, 65535, 65536, 65537, 256 * 1024 - 1, 256 * 1024,
-                             256 * 1024 + 1, kMaxSize};
+    const uint64_t base[] = {
+        0,       1, 15, 16, 17, 127, 128, 129, 4096, 65535, 65536, 65537, 256 * 1024 - 1, 256 * 1024, 256 * 1024 + 1,
+        kMaxSize};
     for (uint64_t s : base) edges_.push_back(s);
     for (size_t c = 0; c < SizeClasses::kCount; c += 3) {
       const uint64_t u = SizeClasses::usable(c);
@@ -149,7 +150,7 @@ class Driver {
     ASSERT_EQ(s.mapped_bytes, pal.outstanding_bytes()) << "I7 mapped counter vs platform at " << where();
   }
 
- private:
+private:
   uint64_t rand_size() {
     const unsigned pick = rng_() % 8;
     if (pick == 0) return edges_[rng_() % edges_.size()];
@@ -274,8 +275,8 @@ class Driver {
     ASSERT_EQ(info.verdict, Verdict::kOk) << where();
     ASSERT_EQ(info.fields.state, State::kLive) << where();
     ASSERT_EQ(info.fields.size, size) << where();
-    ASSERT_EQ(info.fields.strategy, a_.selector().snapshot().id) << "I3 header strategy is not the one in force, "
-                                                                 << where();
+    ASSERT_EQ(info.fields.strategy, a_.selector().snapshot().id)
+        << "I3 header strategy is not the one in force, " << where();
     check_i3(p, info);
     if (::testing::Test::HasFatalFailure()) return;
     const size_t usable = a_.usable_size(p);
@@ -290,8 +291,8 @@ class Driver {
     }
     if (next != live_.begin()) {
       auto prev = std::prev(next);
-      ASSERT_LE(prev->second.end, u) << "I4 new block at " << std::hex << u << " overlaps live block at "
-                                     << prev->first << std::dec << ", " << where();
+      ASSERT_LE(prev->second.end, u) << "I4 new block at " << std::hex << u << " overlaps live block at " << prev->first
+                                     << std::dec << ", " << where();
     }
     const uint64_t key = rng_();
     fill(p, size, key);
@@ -305,8 +306,8 @@ class Driver {
     ASSERT_EQ(info.fields.method, is_map ? Method::kMap : Method::kPool) << "I2 at " << where();
     ASSERT_EQ(is_map, info.fields.size >= info.threshold_of_strategy)
         << "I3: block " << p << " of " << info.fields.size << " bytes is " << (is_map ? "Map" : "Pool")
-        << " but its strategy " << int{info.fields.strategy} << " has threshold " << info.threshold_of_strategy
-        << ", " << where();
+        << " but its strategy " << int{info.fields.strategy} << " has threshold " << info.threshold_of_strategy << ", "
+        << where();
   }
 
   void verify(uintptr_t p, const Block& b) {
@@ -468,8 +469,7 @@ INSTANTIATE_TEST_SUITE_P(Integration, RandomSequence,
                                            RunConfig{"threshold_1118208", "threshold=1118208", false, {6}},
                                            RunConfig{"threshold_32m", "threshold=32m", false, {7}},
                                            RunConfig{"switching", "", true, {8, 0xdeadbeefcafe}},
-                                           RunConfig{"switching_small_cache_no_batch", "cache=2m:batch=0", true,
-                                                     {9}}),
+                                           RunConfig{"switching_small_cache_no_batch", "cache=2m:batch=0", true, {9}}),
                          [](const ::testing::TestParamInfo<RunConfig>& i) { return std::string(i.param.name); });
 
 }  // namespace

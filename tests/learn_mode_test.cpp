@@ -39,14 +39,14 @@
 namespace hakmem {
 
 // GoogleTest prints a Lifecycle by name (found by ADL).
-[[maybe_unused]] static void PrintTo(Lifecycle l, std::ostream *os) { *os << lifecycle_name(l); }
+[[maybe_unused]] static void PrintTo(Lifecycle l, std::ostream* os) { *os << lifecycle_name(l); }
 
 namespace {
 
 using hakmem_test::kTsan;
 
 constexpr int kN = kLearnableStrategies;
-constexpr uint64_t kEpochRequests = 100; // the option's minimum; min_samples stays at 50
+constexpr uint64_t kEpochRequests = 100;  // the option's minimum; min_samples stays at 50
 constexpr uintptr_t kSite = 0x5a17e000;
 
 // Stated bound for LEARN -> FROZEN through the allocator with the default epsilon (10%): the sweep
@@ -69,8 +69,8 @@ Options learn_options(uint64_t requests = kEpochRequests) {
   Options o;
   o.set(Opt::kMode, kModeLearn);
   o.set(Opt::kEpochRequests, requests);
-  o.set(Opt::kLearnSample, 1);  // every request booked: these tests count exactly
-  o.set(Opt::kEpochMs, 3600000); // the maximum: only the request count ends an epoch...
+  o.set(Opt::kLearnSample, 1);    // every request booked: these tests count exactly
+  o.set(Opt::kEpochMs, 3600000);  // the maximum: only the request count ends an epoch...
   o.set(Opt::kEarlyEnd, 0);       // ...never measured time (LearnModeEarlyEnd tests early ends)
   return o;
 }
@@ -141,18 +141,18 @@ using TestAllocator = Allocator<TestConfig>;
  * checked against the strategy the cost source was asked about.
  */
 struct Driver {
-  TestAllocator &a;
-  ScriptedCost *cost = nullptr; // when set: each epoch's header strategies must match `asked`
+  TestAllocator& a;
+  ScriptedCost* cost = nullptr;  // when set: each epoch's header strategies must match `asked`
   uint64_t i = 0;
   size_t checked_asks = 0;
-  int epoch_strategy = -1; // strategy every block of the running epoch carried; -1: none yet
+  int epoch_strategy = -1;  // strategy every block of the running epoch carried; -1: none yet
   bool mixed = false;
 
   /// One large request; returns false (after a failed expectation) when something is off.
   bool large(uintptr_t site = kSite) {
     const uint64_t size = cycle_size(i++);
     const uint8_t before = a.selector().current_id();
-    auto *p = static_cast<unsigned char *>(a.alloc(size, site));
+    auto* p = static_cast<unsigned char*>(a.alloc(size, site));
     if (p == nullptr) {
       ADD_FAILURE() << "alloc(" << size << ") failed";
       return false;
@@ -186,7 +186,8 @@ struct Driver {
   }
 
   /// Large requests until `done()` or `max_requests`; false if a request went wrong.
-  template <class Done> bool until(Done &&done, uint64_t max_requests) {
+  template <class Done>
+  bool until(Done&& done, uint64_t max_requests) {
     for (uint64_t n = 0; n < max_requests && !done(); ++n) {
       if (!large()) return false;
     }
@@ -201,11 +202,11 @@ struct Driver {
 };
 
 /// The leaderboard in stats(): a permutation of the twelve, best first, thresholds right.
-void expect_board_consistent(const StatsSnapshot &s) {
+void expect_board_consistent(const StatsSnapshot& s) {
   std::bitset<kN> seen;
   uint64_t epochs = 0;
   for (int r = 0; r < kN; ++r) {
-    const StatsSnapshot::BoardRow &row = s.board[r];
+    const StatsSnapshot::BoardRow& row = s.board[r];
     ASSERT_LT(row.strategy, kN);
     EXPECT_FALSE(seen.test(row.strategy)) << "strategy " << int{row.strategy} << " twice on the board";
     seen.set(row.strategy);
@@ -241,7 +242,7 @@ FreezeRun freeze_on(int d, uint64_t epsilon_percent, bool check_after = true) {
   Driver drv{*a, &cost};
   run.frozen =
       drv.until([&] { return a->learner().state() == Lifecycle::kFrozen; }, (kFreezeBound + 1) * kEpochRequests);
-  const LearnerCounters &c = a->learner().counters();
+  const LearnerCounters& c = a->learner().counters();
   run.epochs_to_freeze = c.epochs;
   EXPECT_TRUE(run.frozen) << "no freeze within " << kFreezeBound << " epochs; D=" << d << ", epochs " << c.epochs;
   if (!run.frozen) return run;
@@ -254,8 +255,7 @@ FreezeRun freeze_on(int d, uint64_t epsilon_percent, bool check_after = true) {
   // The sweep: the first twelve epochs ran each strategy once, starting from strategy 2 (200 KiB,
   // the one of the twelve nearest the default threshold, 256 KiB, which is not one of them).
   std::bitset<kN> swept;
-  for (size_t e = 0; e < kN && e < cost.asked.size(); ++e)
-    swept.set(cost.asked[e]);
+  for (size_t e = 0; e < kN && e < cost.asked.size(); ++e) swept.set(cost.asked[e]);
   EXPECT_TRUE(swept.all()) << "the first 12 epochs must sweep all strategies";
   if (!cost.asked.empty()) {
     EXPECT_EQ(cost.asked[0], 2);
@@ -288,7 +288,7 @@ FreezeRun freeze_on(int d, uint64_t epsilon_percent, bool check_after = true) {
         EXPECT_NE(a->selector().current_id(), d) << "a canary runs the runner-up";
       }
     }
-    const LearnerCounters &after = a->learner().counters();
+    const LearnerCounters& after = a->learner().counters();
     EXPECT_EQ(after.canary_adoptions, 0u) << "a worse canary was adopted";
     EXPECT_GE(after.canary_rollbacks + 1, after.canaries);
     const AuditResult r = a->audit();
@@ -346,8 +346,7 @@ TEST(LearnModeI11, FirstEpochRunsTheConfiguredThresholdWhenItIsOneOfTheTwelve) {
   ASSERT_EQ(cost.asked.size(), static_cast<size_t>(kN));
   EXPECT_EQ(cost.asked[0], 5);
   std::bitset<kN> swept;
-  for (uint8_t s : cost.asked)
-    swept.set(s);
+  for (uint8_t s : cost.asked) swept.set(s);
   EXPECT_TRUE(swept.all()) << "the sweep visits all twelve once";
 }
 
@@ -405,7 +404,7 @@ TEST(LearnModeI11, CanaryRollsBackAWorseRunnerUpAndAdoptsAClearlyBetterOne) {
   EXPECT_EQ(a->learner().frozen(), runner);
   EXPECT_EQ(a->learner().state(), Lifecycle::kFrozen);
   EXPECT_EQ(a->selector().current_id(), runner);
-  ASSERT_TRUE(drv.epochs(1)); // the next block carries the adopted strategy
+  ASSERT_TRUE(drv.epochs(1));  // the next block carries the adopted strategy
   const StatsSnapshot s = a->stats();
   EXPECT_EQ(s.frozen, runner);
   EXPECT_EQ(s.learner.canary_adoptions, 1u);
@@ -427,8 +426,7 @@ TEST(LearnModeFrozen, DoesNoLearningWorkOverManyEpochs) {
   ASSERT_TRUE(drv.until([&] { return a->learner().state() == Lifecycle::kFrozen; }, (kFreezeBound + 1) * 100));
   const LearnerCounters before = a->learner().counters();
   std::array<StrategyRecord, kN> board;
-  for (uint8_t s = 0; s < kN; ++s)
-    board[s] = a->learner().record(s);
+  for (uint8_t s = 0; s < kN; ++s) board[s] = a->learner().record(s);
 
   constexpr uint64_t kEpochs = 60;
   ASSERT_TRUE(drv.epochs(kEpochs));
@@ -441,7 +439,7 @@ TEST(LearnModeFrozen, DoesNoLearningWorkOverManyEpochs) {
   EXPECT_EQ(after.freezes, 1u);
   EXPECT_NE(a->learner().state(), Lifecycle::kLearn);
   for (uint8_t s = 0; s < kN; ++s) {
-    const StrategyRecord &r = a->learner().record(s);
+    const StrategyRecord& r = a->learner().record(s);
     EXPECT_EQ(r.rating, board[s].rating) << "rating of " << int{s} << " moved while FROZEN";
     EXPECT_EQ(r.wins, board[s].wins);
     EXPECT_EQ(r.losses, board[s].losses);
@@ -458,7 +456,7 @@ TEST(LearnModeFrozen, DoesNoLearningWorkOverManyEpochs) {
 // ---------------------------------------------------------------------------------- I3
 
 /// I3 for one live block: Map iff size >= the threshold of the strategy in its header.
-void expect_i3(TestAllocator &a, const void *p, uint64_t size, const char *when) {
+void expect_i3(TestAllocator& a, const void* p, uint64_t size, const char* when) {
   const BlockInfo info = a.inspect(p);
   ASSERT_EQ(info.verdict, Verdict::kOk) << when;
   ASSERT_LT(info.fields.strategy, kN) << when << ": learn mode records one of the twelve";
@@ -471,8 +469,8 @@ void expect_i3(TestAllocator &a, const void *p, uint64_t size, const char *when)
 }
 
 /// A size from 16 B to 8 MiB, log-uniform.
-uint64_t varied_size(Rng &rng) {
-  const uint64_t log = 4 + rng.below(20); // 2^4 .. 2^23
+uint64_t varied_size(Rng& rng) {
+  const uint64_t log = 4 + rng.below(20);  // 2^4 .. 2^23
   const uint64_t lo = uint64_t{1} << log;
   return std::min<uint64_t>(lo + rng.below(lo), 8 * kMiB);
 }
@@ -490,7 +488,7 @@ TEST(LearnModeI3, BackingFollowsTheHeaderStrategyAcrossEpochBoundaries) {
   a->epoch_driver_for_testing().set_cost_source_for_testing(&cost);
 
   struct Live {
-    unsigned char *p;
+    unsigned char* p;
     uint64_t size;
     unsigned char tag;
   };
@@ -500,11 +498,11 @@ TEST(LearnModeI3, BackingFollowsTheHeaderStrategyAcrossEpochBoundaries) {
   const uint64_t kTargetEpochs = kTsan ? 30 : 60;
   uint64_t seen_epochs = 0, boundaries = 0, ops = 0, strategy_changes = 0;
   uint8_t last_strategy = a->selector().current_id();
-  auto fill = [](Live &l) {
+  auto fill = [](Live& l) {
     l.p[0] = l.tag;
     l.p[l.size - 1] = static_cast<unsigned char>(l.tag ^ 0xff);
   };
-  auto intact = [](const Live &l) {
+  auto intact = [](const Live& l) {
     return l.p[0] == l.tag && l.p[l.size - 1] == static_cast<unsigned char>(l.tag ^ 0xff);
   };
 
@@ -516,11 +514,11 @@ TEST(LearnModeI3, BackingFollowsTheHeaderStrategyAcrossEpochBoundaries) {
       const uint8_t before = a->selector().current_id();
       const uint64_t how = rng.below(4);
       if (how == 2) {
-        l.p = static_cast<unsigned char *>(a->calloc(1, l.size, kSite + how));
+        l.p = static_cast<unsigned char*>(a->calloc(1, l.size, kSite + how));
       } else if (how == 3) {
-        l.p = static_cast<unsigned char *>(a->aligned_alloc(16, l.size, kSite + how));
+        l.p = static_cast<unsigned char*>(a->aligned_alloc(16, l.size, kSite + how));
       } else {
-        l.p = static_cast<unsigned char *>(a->alloc(l.size, kSite + how));
+        l.p = static_cast<unsigned char*>(a->alloc(l.size, kSite + how));
       }
       ASSERT_NE(l.p, nullptr) << "size " << l.size;
       if (how == 2) {
@@ -542,11 +540,11 @@ TEST(LearnModeI3, BackingFollowsTheHeaderStrategyAcrossEpochBoundaries) {
       live.pop_back();
     } else {
       const size_t k = rng.below(live.size());
-      Live &l = live[k];
+      Live& l = live[k];
       ASSERT_TRUE(intact(l));
       const uint64_t size = varied_size(rng);
       const uint8_t before = a->selector().current_id();
-      auto *q = static_cast<unsigned char *>(a->realloc(l.p, size, kSite));
+      auto* q = static_cast<unsigned char*>(a->realloc(l.p, size, kSite));
       ASSERT_NE(q, nullptr);
       EXPECT_EQ(q[0], l.tag) << "realloc lost the first byte (I5)";
       EXPECT_EQ(a->inspect(q).fields.strategy, before) << "realloc must record the strategy in force";
@@ -566,7 +564,7 @@ TEST(LearnModeI3, BackingFollowsTheHeaderStrategyAcrossEpochBoundaries) {
       const AuditResult audit = a->audit();
       ASSERT_TRUE(audit.ok) << "after epoch " << epochs << ": " << audit.failure;
       EXPECT_EQ(audit.live_blocks, live.size());
-      for (const Live &l : live) {
+      for (const Live& l : live) {
         ASSERT_TRUE(intact(l));
         expect_i3(*a, l.p, l.size, "live block at an epoch boundary");
         if (HasFatalFailure() || HasNonfatalFailure()) break;
@@ -582,7 +580,7 @@ TEST(LearnModeI3, BackingFollowsTheHeaderStrategyAcrossEpochBoundaries) {
               static_cast<unsigned long long>(ops), static_cast<unsigned long long>(boundaries),
               static_cast<unsigned long long>(strategy_changes));
 
-  for (const Live &l : live) {
+  for (const Live& l : live) {
     ASSERT_TRUE(intact(l));
     ASSERT_EQ(a->free(l.p, kSite), Verdict::kOk);
   }
@@ -601,12 +599,12 @@ TEST(LearnModeI3, BackingFollowsTheHeaderStrategyAcrossEpochBoundaries) {
 // mode=fixed: no epoch ever, however many large requests; learning() and stats().learning false;
 // the test-only boundary hook counts nothing either.
 TEST(LearnModeFixed, NoEpochsEver) {
-  ScopedAllocator<TestConfig> a; // defaults: mode=fixed, threshold 256 KiB
+  ScopedAllocator<TestConfig> a;  // defaults: mode=fixed, threshold 256 KiB
   EXPECT_FALSE(a->learning());
   const uint8_t fixed = a->selector().current_id();
   for (uint64_t i = 0; i < 20000; ++i) {
     const uint64_t size = cycle_size(i);
-    void *p = a->alloc(size, kSite);
+    void* p = a->alloc(size, kSite);
     ASSERT_NE(p, nullptr);
     ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
   }
@@ -641,8 +639,7 @@ TEST(LearnModeEpochs, EndByTimeEvery64RequestsWhenTheDeadlinePassed) {
   constexpr uint64_t kBatches = 20;
   for (uint64_t b = 0; b < kBatches; ++b) {
     usleep(2000);
-    for (int i = 0; i < 64; ++i)
-      ASSERT_TRUE(drv.large());
+    for (int i = 0; i < 64; ++i) ASSERT_TRUE(drv.large());
   }
   // Each batch's first request is the sampled one: after the sleep it ends the epoch, which holds
   // that one sample, weighted 64 (it stands for the 64 requests of its sample period), so every
@@ -656,8 +653,7 @@ TEST(LearnModeEpochs, EndByTimeEvery64RequestsWhenTheDeadlinePassed) {
   ASSERT_TRUE(drv.large());
   const uint64_t epochs = a->learner().counters().epochs;
   usleep(2000);
-  for (int i = 0; i < 63; ++i)
-    ASSERT_TRUE(drv.large());
+  for (int i = 0; i < 63; ++i) ASSERT_TRUE(drv.large());
   EXPECT_EQ(a->learner().counters().epochs, epochs);
   ASSERT_TRUE(drv.large());
   EXPECT_EQ(a->learner().counters().epochs, epochs + 1);
@@ -714,12 +710,12 @@ std::vector<std::pair<uint8_t, uint64_t>> run_96k(Allocator<TestConfig>& a, uint
 Options early_end_options(uint64_t factor) {
   Options o;
   o.set(Opt::kMode, kModeLearn);
-  o.set(Opt::kEpochRequests, 1600);       // an early end may come after 1600 / 16 = 100 requests
+  o.set(Opt::kEpochRequests, 1600);  // an early end may come after 1600 / 16 = 100 requests
   o.set(Opt::kEpochMs, 3600000);
   o.set(Opt::kLearnSample, 1);
   o.set(Opt::kCache, 0);
-  o.set(Opt::kBatch, 0);                  // every Map free is an munmap
-  o.set(Opt::kThreshold, 32 * kMiB);      // learning starts on strategy 11 (Pool), then sweeps 0 (Map)
+  o.set(Opt::kBatch, 0);              // every Map free is an munmap
+  o.set(Opt::kThreshold, 32 * kMiB);  // learning starts on strategy 11 (Pool), then sweeps 0 (Map)
   o.set(Opt::kEarlyEnd, factor);
   return o;
 }
@@ -763,7 +759,8 @@ TEST(LearnModeEarlyEnd, FrozenEpochsHaveNoBoundCanaryEpochsDo) {
   ScriptedCost cost;
   cost.unit = needle(2);
   a->epoch_driver_for_testing().set_cost_source_for_testing(&cost);
-  EXPECT_EQ(a->epoch_driver_for_testing().early_end_bound_for_testing(), 0u) << "an injected cost source turns early ends off";
+  EXPECT_EQ(a->epoch_driver_for_testing().early_end_bound_for_testing(), 0u)
+      << "an injected cost source turns early ends off";
   Driver drv{*a, &cost};
   ASSERT_TRUE(drv.until([&] { return a->learner().state() != Lifecycle::kLearn; }, (kFreezeBound + 1) * 100));
   a->epoch_driver_for_testing().set_early_end_for_testing(1000000);
@@ -772,11 +769,13 @@ TEST(LearnModeEarlyEnd, FrozenEpochsHaveNoBoundCanaryEpochsDo) {
     ASSERT_TRUE(drv.epochs(1));
     if (a->learner().state() == Lifecycle::kFrozen) {
       ++frozen;
-      EXPECT_EQ(a->epoch_driver_for_testing().early_end_bound_for_testing(), 0u) << "a FROZEN epoch got an early-end bound";
+      EXPECT_EQ(a->epoch_driver_for_testing().early_end_bound_for_testing(), 0u)
+          << "a FROZEN epoch got an early-end bound";
     } else {
       ++canary;
       EXPECT_EQ(a->learner().state(), Lifecycle::kCanary);
-      EXPECT_GT(a->epoch_driver_for_testing().early_end_bound_for_testing(), 0u) << "a CANARY epoch got no early-end bound";
+      EXPECT_GT(a->epoch_driver_for_testing().early_end_bound_for_testing(), 0u)
+          << "a CANARY epoch got no early-end bound";
     }
   }
   EXPECT_GE(frozen, 5);
@@ -786,19 +785,18 @@ TEST(LearnModeEarlyEnd, FrozenEpochsHaveNoBoundCanaryEpochsDo) {
 
 TEST(LearnModeEpochs, RealCostSourceScoresAnMmapHeavyWorkload) {
   Options o = learn_options(200);
-  o.set(Opt::kCache, 0); // no BigCache: every Map block is a fresh mapping, every free a release
+  o.set(Opt::kCache, 0);  // no BigCache: every Map block is a fresh mapping, every free a release
   ScopedAllocator<TestConfig> a(o);
   constexpr uint64_t kEpochs = 20;
-  std::vector<unsigned char *> held;
+  std::vector<unsigned char*> held;
   uint64_t i = 0;
   while (a->learner().counters().epochs < kEpochs && i < kEpochs * 400) {
     const uint64_t size = kMiB + 4096 * (i % 7);
-    auto *p = static_cast<unsigned char *>(a->alloc(size, kSite + (i % 3)));
+    auto* p = static_cast<unsigned char*>(a->alloc(size, kSite + (i % 3)));
     ASSERT_NE(p, nullptr);
-    for (uint64_t off = 0; off < size; off += 4096)
-      p[off] = static_cast<unsigned char>(i);
+    for (uint64_t off = 0; off < size; off += 4096) p[off] = static_cast<unsigned char>(i);
     held.push_back(p);
-    if (held.size() > 4 || (i % 5) == 0) { // a few live at a time, freed out of order
+    if (held.size() > 4 || (i % 5) == 0) {  // a few live at a time, freed out of order
       const size_t k = i % held.size();
       ASSERT_EQ(a->free(held[k], kSite), Verdict::kOk);
       held[k] = held.back();
@@ -829,22 +827,21 @@ TEST(LearnModeEpochs, RealCostSourceScoresAnMmapHeavyWorkload) {
   a->epoch_driver_for_testing().end_epoch();
   EXPECT_EQ(a->learner().counters().epochs, epochs) << "an empty epoch was counted";
   for (int k = 0; k < 1000; ++k) {
-    void *p = a->alloc(64 * kKiB - 1, kSite);
+    void* p = a->alloc(64 * kKiB - 1, kSite);
     ASSERT_NE(p, nullptr);
     ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
   }
   a->epoch_driver_for_testing().end_epoch();
   EXPECT_EQ(a->learner().counters().epochs, epochs) << "requests below 64 KiB made an epoch";
   // One large request, and the hook does end an epoch (unscored: 1 < min_samples).
-  void *p = a->alloc(kMiB, kSite);
+  void* p = a->alloc(kMiB, kSite);
   ASSERT_NE(p, nullptr);
   a->epoch_driver_for_testing().end_epoch();
   EXPECT_EQ(a->learner().counters().epochs, epochs + 1);
   EXPECT_EQ(a->learner().counters().scored_epochs, scored) << "an epoch of 1 request was scored";
   ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
 
-  for (unsigned char *q : held)
-    ASSERT_EQ(a->free(q, kSite), Verdict::kOk);
+  for (unsigned char* q : held) ASSERT_EQ(a->free(q, kSite), Verdict::kOk);
   a->flush();
   r = a->audit();
   EXPECT_TRUE(r.ok) << r.failure;
@@ -865,7 +862,7 @@ TEST(LearnModeThreads, FourThreadsAdvanceEpochsWithoutDeadlock) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       Rng rng(100 + t);
-      unsigned char *held[4] = {};
+      unsigned char* held[4] = {};
       for (uint64_t i = 0; i < per_thread; ++i) {
         const size_t slot = rng.below(4);
         if (held[slot] != nullptr) {
@@ -873,19 +870,19 @@ TEST(LearnModeThreads, FourThreadsAdvanceEpochsWithoutDeadlock) {
           if (a->free(held[slot], kSite + t) != Verdict::kOk) failures.fetch_add(1);
         }
         const uint64_t size = 64 * kKiB + rng.below(2 * kMiB);
-        held[slot] = static_cast<unsigned char *>(a->alloc(size, kSite + t));
+        held[slot] = static_cast<unsigned char*>(a->alloc(size, kSite + t));
         if (held[slot] == nullptr) {
           failures.fetch_add(1);
           continue;
         }
         held[slot][0] = static_cast<unsigned char>(t);
         held[slot][size - 1] = static_cast<unsigned char>(t);
-        if ((i & 15) == 0) { // some small traffic between the large requests
-          void *small = a->alloc(rng.below(4096) + 1, kSite);
+        if ((i & 15) == 0) {  // some small traffic between the large requests
+          void* small = a->alloc(rng.below(4096) + 1, kSite);
           if (small == nullptr || a->free(small, kSite) != Verdict::kOk) failures.fetch_add(1);
         }
       }
-      for (unsigned char *p : held) {
+      for (unsigned char* p : held) {
         if (p != nullptr && a->free(p, kSite + t) != Verdict::kOk) failures.fetch_add(1);
       }
     });
@@ -899,8 +896,7 @@ TEST(LearnModeThreads, FourThreadsAdvanceEpochsWithoutDeadlock) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   });
-  for (std::thread &th : threads)
-    th.join();
+  for (std::thread& th : threads) th.join();
   done.store(true);
   reader.join();
   EXPECT_EQ(failures.load(), 0);
@@ -919,8 +915,7 @@ TEST(LearnModeThreads, FourThreadsAdvanceEpochsWithoutDeadlock) {
   const StatsSnapshot s = a->stats();
   expect_board_consistent(s);
   uint64_t site_requests = s.site_other_requests;
-  for (size_t k = 0; k < s.site_count; ++k)
-    site_requests += s.sites[k].requests;
+  for (size_t k = 0; k < s.site_count; ++k) site_requests += s.sites[k].requests;
   EXPECT_EQ(site_requests, requests) << "every large request is in exactly one site profile";
   AuditResult r = a->audit();
   EXPECT_TRUE(r.ok) << r.failure;
@@ -940,18 +935,18 @@ TEST(LearnModeSites, BusierSiteIsListedFirstWithItsCounts) {
   cost.unit = needle(0);
   a->epoch_driver_for_testing().set_cost_source_for_testing(&cost);
   constexpr uintptr_t kBusy = 0x401234, kQuiet = 0x402468;
-  constexpr uint64_t kSize = 300 * kKiB; // band 3: [200 KiB, 352 KiB)
+  constexpr uint64_t kSize = 300 * kKiB;  // band 3: [200 KiB, 352 KiB)
   auto large = [&](uintptr_t site, int n) {
     for (int i = 0; i < n; ++i) {
-      void *p = a->alloc(kSize, site);
+      void* p = a->alloc(kSize, site);
       ASSERT_NE(p, nullptr);
       ASSERT_EQ(a->free(p, site), Verdict::kOk);
     }
   };
-  large(kQuiet, 100); // the quiet site comes first, so order is not insertion order
+  large(kQuiet, 100);  // the quiet site comes first, so order is not insertion order
   large(kBusy, 300);
   for (int i = 0; i < 500; ++i) {
-    void *p = a->alloc(1000, kQuiet);
+    void* p = a->alloc(1000, kQuiet);
     ASSERT_NE(p, nullptr);
     ASSERT_EQ(a->free(p, kQuiet), Verdict::kOk);
   }
@@ -982,7 +977,7 @@ TEST(LearnModeSites, UnknownSiteIsNotCreditedToAnotherSite) {
   }
   auto large = [&](uintptr_t site, int n) {
     for (int i = 0; i < n; ++i) {
-      void *p = a->alloc(128 * kKiB, site);
+      void* p = a->alloc(128 * kKiB, site);
       ASSERT_NE(p, nullptr);
       ASSERT_EQ(a->free(p, site), Verdict::kOk);
     }
@@ -1000,5 +995,5 @@ TEST(LearnModeSites, UnknownSiteIsNotCreditedToAnotherSite) {
   EXPECT_EQ(total, 40u) << "every large request is profiled once";
 }
 
-} // namespace
-} // namespace hakmem
+}  // namespace
+}  // namespace hakmem

@@ -46,7 +46,7 @@ constexpr uint64_t k64KiB = 64 * 1024;
 /// components are proportional to it (with different scales), so the Learner's normalized,
 /// weighted cost orders strategies exactly as `unit` does.
 class ScriptedCosts : public CostSource {
- public:
+public:
   std::array<double, kN> unit{};
   uint64_t requests = kRequests;
   EpochCost epoch_cost(uint8_t strategy) override {
@@ -85,8 +85,7 @@ struct Harness {
   SizeSignature sig = signature_of({{kMiB, kRequests}});
   uint64_t requests = kRequests;
 
-  Harness(const LearnerParams& p, uint64_t seed, uint8_t start, const std::array<double, kN>& unit)
-      : learner(p, seed) {
+  Harness(const LearnerParams& p, uint64_t seed, uint8_t start, const std::array<double, kN>& unit) : learner(p, seed) {
     learner.start(start);
     costs.unit = unit;
   }
@@ -134,9 +133,7 @@ struct ConvergenceCase {
   int start;          // the strategy of the first epoch (the sweep goes round from it)
 };
 
-void PrintTo(const ConvergenceCase& c, std::ostream* os) {
-  *os << c.shape << " D=" << c.d << " start=" << c.start;
-}
+void PrintTo(const ConvergenceCase& c, std::ostream* os) { *os << c.shape << " D=" << c.d << " start=" << c.start; }
 
 std::string convergence_name(const testing::TestParamInfo<ConvergenceCase>& info) {
   return std::string(info.param.shape) + "_D" + std::to_string(info.param.d) + "_start" +
@@ -453,9 +450,9 @@ TEST(Learner, SizeShiftRelearnsImmediately) {
 
 TEST(Learner, SmallSizeShiftDoesNotRelearn) {
   const SizeSignature big = signature_of({{kMiB, kRequests}});
-  const SizeSignature small = signature_of({{kMiB, 900}, {k64KiB, 100}});     // distance 0.10
-  const SizeSignature edge = signature_of({{kMiB, 750}, {k64KiB, 250}});      // distance 0.25 exactly
-  const SizeSignature tiny = signature_of({{k64KiB, 49}});                    // below min_samples
+  const SizeSignature small = signature_of({{kMiB, 900}, {k64KiB, 100}});  // distance 0.10
+  const SizeSignature edge = signature_of({{kMiB, 750}, {k64KiB, 250}});   // distance 0.25 exactly
+  const SizeSignature tiny = signature_of({{k64KiB, 49}});                 // below min_samples
   ASSERT_NEAR(big.distance(small), 0.10, 1e-12);
   ASSERT_EQ(big.distance(edge), 0.25);
   for (uint64_t seed : kSeeds) {

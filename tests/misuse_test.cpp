@@ -22,7 +22,6 @@
 
 using namespace hakmem;
 
-
 namespace {
 
 constexpr uintptr_t kAllocSite = 0x1234;
@@ -127,7 +126,7 @@ void FillAndCheck(void* p, size_t n, unsigned char byte) {
 
 /// A report-mode allocator with a capturing sink.
 class MisuseTest : public ::testing::Test {
- protected:
+protected:
   explicit MisuseTest(Options o = report_options()) : a_(o) { a_->set_report_sink(&Capture::sink, &cap_); }
 
   Allocator<TestConfig>* a() { return &*a_; }
@@ -237,7 +236,7 @@ TEST_F(MisuseTest, DoubleFreeWithTheLargeSlotEmptyIsCheckedOnTheSlotPath) {
   ASSERT_NE(two, nullptr);
   EXPECT_EQ(a()->free(one, kFreeSite), Verdict::kOk);  // into the slot
   EXPECT_EQ(a()->free(two, kFreeSite), Verdict::kOk);  // the slot is taken: BigCache
-  ASSERT_EQ(a()->alloc(n, kAllocSite), one);            // the slot is empty again
+  ASSERT_EQ(a()->alloc(n, kAllocSite), one);           // the slot is empty again
   ExpectRejected(two, Verdict::kDoubleFree, {Verdict::kDoubleFree, two, static_cast<int64_t>(2 * n), kAllocSite});
   EXPECT_EQ(a()->stats().slot_bytes, 0u) << "the rejected free did not fill the slot";
   EXPECT_EQ(a()->stats().cache_blocks, 1u);
@@ -247,10 +246,10 @@ TEST_F(MisuseTest, DoubleFreeWithTheLargeSlotEmptyIsCheckedOnTheSlotPath) {
 }
 
 class MisusePendingTest : public MisuseTest {
- protected:
+protected:
   static Options options() {
     Options o = report_options();
-    o.set(Opt::kCache, 0);              // straight to the releaser
+    o.set(Opt::kCache, 0);                  // straight to the releaser
     o.set(Opt::kBatch, uint64_t{1} << 30);  // and it stays pending
     o.set(Opt::kDecayMs, 0);
     return o;
@@ -315,9 +314,9 @@ TEST_F(MisuseTest, FreeOfGlibcMallocPointer) {
 
 TEST_F(MisuseTest, FreeOfWildValues) {
   // Never read before a foreign pointer: none of these may fault.
-  for (uintptr_t v : {uintptr_t{1}, uintptr_t{0x10}, uintptr_t{0x1000}, uintptr_t{0xdead0000},
-                      uintptr_t{0x00007ffffffff000}, uintptr_t{0x0000800000000000}, uintptr_t{0xdead000000000000},
-                      ~uintptr_t{0}, ~uintptr_t{0} - 15}) {
+  for (uintptr_t v :
+       {uintptr_t{1}, uintptr_t{0x10}, uintptr_t{0x1000}, uintptr_t{0xdead0000}, uintptr_t{0x00007ffffffff000},
+        uintptr_t{0x0000800000000000}, uintptr_t{0xdead000000000000}, ~uintptr_t{0}, ~uintptr_t{0} - 15}) {
     void* p = reinterpret_cast<void*>(v);
     ExpectRejected(p, Verdict::kInvalidPointer, {Verdict::kInvalidPointer, p});
   }
@@ -449,8 +448,7 @@ TEST_F(MisuseTest, SingleFlippedHeaderBitIsCorrupted) {
     void* p = a()->alloc(n, kAllocSite);
     ASSERT_NE(p, nullptr);
     auto* h = static_cast<unsigned char*>(p) - 16;
-    for (unsigned bit : {0u, 1u, 17u, 31u, 32u, 33u, 34u, 36u, 38u, 42u, 50u, 63u, 64u, 70u, 110u, 111u, 120u,
-                         127u}) {
+    for (unsigned bit : {0u, 1u, 17u, 31u, 32u, 33u, 34u, 36u, 38u, 42u, 50u, 63u, 64u, 70u, 110u, 111u, 120u, 127u}) {
       SCOPED_TRACE(testing::Message() << "size " << n << " bit " << bit);
       h[bit / 8] ^= static_cast<unsigned char>(1u << (bit % 8));
       ExpectRejected(p, Verdict::kCorrupted, {Verdict::kCorrupted, p, -1, 0});
@@ -511,8 +509,7 @@ TEST_F(MisuseTest, ForgedHeaderWithMethodPoolInMapBlockIsMethodMismatch) {
   HeaderFields f = a()->inspect(p).fields;
   f.method = Method::kPool;
   a()->codec_for_testing().encode(f, h);
-  ExpectRejected(p, Verdict::kMethodMismatch,
-                 {Verdict::kMethodMismatch, p, static_cast<int64_t>(n), kAllocSite});
+  ExpectRejected(p, Verdict::kMethodMismatch, {Verdict::kMethodMismatch, p, static_cast<int64_t>(n), kAllocSite});
   memcpy(h, saved, 16);
   ExpectAuditOk();
   EXPECT_EQ(a()->free(p, 0), Verdict::kOk);
@@ -561,8 +558,8 @@ TEST_F(MisuseTest, NewArrayFreedAsNewIsMismatched) {
     ASSERT_NE(p, nullptr);
     cap_.text.clear();
     const uint64_t before = a()->error_count(Verdict::kMismatchedOrigin);
-    ExpectRejected(p, Verdict::kMismatchedOrigin,
-                   {Verdict::kMismatchedOrigin, p, static_cast<int64_t>(n), kAllocSite}, Origin::kNew);
+    ExpectRejected(p, Verdict::kMismatchedOrigin, {Verdict::kMismatchedOrigin, p, static_cast<int64_t>(n), kAllocSite},
+                   Origin::kNew);
     EXPECT_EQ(a()->free(p, kFreeSite, Origin::kNew), Verdict::kMismatchedOrigin);
     EXPECT_NE(cap_.text.find("allocated by new[], released by new"), std::string::npos) << cap_.text;
     EXPECT_EQ(a()->free(p, kFreeSite, Origin::kAligned), Verdict::kMismatchedOrigin);
@@ -590,7 +587,7 @@ TEST_F(MisuseTest, MallocAndAlignedAreOneFamily) {
 }
 
 class MisuseNoOriginCheckTest : public MisuseTest {
- protected:
+protected:
   static Options options() {
     Options o = report_options();
     o.set(Opt::kOriginCheck, 0);

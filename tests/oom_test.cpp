@@ -21,7 +21,6 @@
 
 using namespace hakmem;
 
-
 namespace {
 
 using RecAllocator = Allocator<RecordingConfig>;
@@ -71,14 +70,14 @@ bool Holds(const void* p, size_t n, unsigned char byte) {
 }
 
 /// Expects nullptr with errno `err`, and that the request made no platform call.
-#define EXPECT_REFUSED(a, expr, err)                                       \
-  do {                                                                     \
-    const uint64_t maps_before_ = maps_made(a) + (a).pal().failed_maps();  \
-    errno = 0;                                                             \
-    EXPECT_EQ((expr), nullptr) << #expr;                                   \
-    EXPECT_EQ(errno, (err)) << #expr;                                      \
-    EXPECT_EQ(maps_made(a) + (a).pal().failed_maps(), maps_before_)        \
-        << #expr " must be refused before any mapping is tried";           \
+#define EXPECT_REFUSED(a, expr, err)                                                                                   \
+  do {                                                                                                                 \
+    const uint64_t maps_before_ = maps_made(a) + (a).pal().failed_maps();                                              \
+    errno = 0;                                                                                                         \
+    EXPECT_EQ((expr), nullptr) << #expr;                                                                               \
+    EXPECT_EQ(errno, (err)) << #expr;                                                                                  \
+    EXPECT_EQ(maps_made(a) + (a).pal().failed_maps(), maps_before_)                                                    \
+        << #expr " must be refused before any mapping is tried";                                                       \
   } while (0)
 
 // ---------------------------------------------------------------- each layer's first map
@@ -254,8 +253,7 @@ TEST(OomTest, MapBlockRegistryLeaf) {
   // The releaser must unmap exactly the mapping that was made.
   const uint64_t unmapped_before = a->pal().bytes(PalOp::kUnmap);
   a->flush();
-  EXPECT_EQ(a->pal().bytes(PalOp::kUnmap) - unmapped_before, block_bytes)
-      << "the orphaned Map block was not unmapped";
+  EXPECT_EQ(a->pal().bytes(PalOp::kUnmap) - unmapped_before, block_bytes) << "the orphaned Map block was not unmapped";
   ExpectConsistent(*a, "orphaned block released");
   void* p = a->alloc(1 << 20, kSite);
   ASSERT_NE(p, nullptr);

@@ -51,7 +51,8 @@ Parsed parse(const char* text, Options start = Options{}) {
 ::testing::AssertionResult well_formed(const Parsed& p) {
   const auto lines = p.w.lines();
   if (lines.size() != p.ret)
-    return ::testing::AssertionFailure() << "returned " << p.ret << " but wrote " << lines.size() << " lines: " << p.w.text;
+    return ::testing::AssertionFailure() << "returned " << p.ret << " but wrote " << lines.size()
+                                         << " lines: " << p.w.text;
   for (const std::string& l : lines) {
     if (l.rfind("hakmem: ", 0) != 0) return ::testing::AssertionFailure() << "no 'hakmem: ' prefix: " << l;
     if (l.back() != '\n') return ::testing::AssertionFailure() << "not newline-terminated: " << l;
@@ -60,9 +61,7 @@ Parsed parse(const char* text, Options start = Options{}) {
   return ::testing::AssertionSuccess();
 }
 
-bool same(const Options& a, const Options& b) {
-  return memcmp(a.v, b.v, sizeof(a.v)) == 0;
-}
+bool same(const Options& a, const Options& b) { return memcmp(a.v, b.v, sizeof(a.v)) == 0; }
 
 constexpr uint64_t kK = 1024;
 
@@ -106,10 +105,18 @@ TEST(Options, ParsesSizesWithSuffixes) {
     const char* text;
     uint64_t cache;
   } cases[] = {
-      {"cache=100", 100},          {"cache=0", 0},           {"cache=64k", 64 * kK},
-      {"cache=64K", 64 * kK},      {"cache=3m", 3 * kK * kK}, {"cache=3M", 3 * kK * kK},
-      {"cache=5g", 5 * kK * kK * kK}, {"cache=5G", 5 * kK * kK * kK}, {"cache=64KiB", 64 * kK},
-      {"cache=64kb", 64 * kK},     {"cache=64KB", 64 * kK},  {"cache=7MiB", 7 * kK * kK},
+      {"cache=100", 100},
+      {"cache=0", 0},
+      {"cache=64k", 64 * kK},
+      {"cache=64K", 64 * kK},
+      {"cache=3m", 3 * kK * kK},
+      {"cache=3M", 3 * kK * kK},
+      {"cache=5g", 5 * kK * kK * kK},
+      {"cache=5G", 5 * kK * kK * kK},
+      {"cache=64KiB", 64 * kK},
+      {"cache=64kb", 64 * kK},
+      {"cache=64KB", 64 * kK},
+      {"cache=7MiB", 7 * kK * kK},
       {"cache=1024g", uint64_t{1} << 40},
   };
   for (const Case& c : cases) {
@@ -183,7 +190,7 @@ TEST(Options, BadValueWarnsNamingKeyAndValueAndKeepsPrevious) {
     const char* value;
   } cases[] = {
       {"cache=12q", Opt::kCache, "cache", "12q"},
-      {"threshold=1k", Opt::kThreshold, "threshold", "1k"},  // below the 64k minimum
+      {"threshold=1k", Opt::kThreshold, "threshold", "1k"},    // below the 64k minimum
       {"threshold=64m", Opt::kThreshold, "threshold", "64m"},  // above the 32m maximum
       {"mode=fast", Opt::kMode, "mode", "fast"},
       {"stats=2", Opt::kStats, "stats", "2"},
@@ -197,13 +204,13 @@ TEST(Options, BadValueWarnsNamingKeyAndValueAndKeepsPrevious) {
       {"cache=64i", Opt::kCache, "cache", "64i"},
       {"cache=64x", Opt::kCache, "cache", "64x"},
       {"cache= 64k", Opt::kCache, "cache", " 64k"},
-      {"cache=2048g", Opt::kCache, "cache", "2048g"},  // above the 1 TiB maximum
+      {"cache=2048g", Opt::kCache, "cache", "2048g"},    // above the 1 TiB maximum
       {"decay_ms=1k", Opt::kDecayMs, "decay_ms", "1k"},  // a plain number takes no suffix
       {"decay_ms=3600001", Opt::kDecayMs, "decay_ms", "3600001"},
       {"cache=99999999999999999999", Opt::kCache, "cache", "99999999999999999999"},  // overflows 64 bits
       {"cache=18446744073709551616", Opt::kCache, "cache", "18446744073709551616"},  // 2^64
-      {"cache=17179869184g", Opt::kCache, "cache", "17179869184g"},  // 2^34 GiB = 2^64 bytes
-      {"cache=18014398509481984k", Opt::kCache, "cache", "18014398509481984k"},  // 2^54 KiB
+      {"cache=17179869184g", Opt::kCache, "cache", "17179869184g"},                  // 2^34 GiB = 2^64 bytes
+      {"cache=18014398509481984k", Opt::kCache, "cache", "18014398509481984k"},      // 2^54 KiB
   };
   for (const Case& c : cases) {
     // Start from a valid non-default value, so "kept" is told apart from "reset to default".
@@ -288,8 +295,7 @@ TEST(Options, FindEnvValueContainingEquals) {
 
 TEST(Options, DocMentionsEveryKeyWithItsDefault) {
   std::string doc;
-  print_options_doc(
-      [](void* arg, const char* s, size_t n) { static_cast<std::string*>(arg)->append(s, n); }, &doc);
+  print_options_doc([](void* arg, const char* s, size_t n) { static_cast<std::string*>(arg)->append(s, n); }, &doc);
   ASSERT_FALSE(doc.empty());
   EXPECT_EQ(static_cast<size_t>(std::count(doc.begin(), doc.end(), '\n')), static_cast<size_t>(Opt::kCount))
       << "one line per option";

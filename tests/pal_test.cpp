@@ -30,7 +30,7 @@ const ReleaseCapability kCap = ReleaseCapabilityForTests::make();
 
 /// Whether the process may read [p, p+1): write(2) from unreadable memory fails with EFAULT instead of faulting.
 class Probe {
- public:
+public:
   Probe() { EXPECT_EQ(pipe(fds_), 0); }
   ~Probe() {
     close(fds_[0]);
@@ -47,7 +47,7 @@ class Probe {
     return false;
   }
 
- private:
+private:
   int fds_[2] = {-1, -1};
 };
 

@@ -22,7 +22,6 @@
 
 using namespace hakmem;
 
-
 namespace {
 
 constexpr uintptr_t kAllocSite = 0x1234;
@@ -43,12 +42,12 @@ const char* const kFaultText = kTrackTool == TrackTool::kAsan ? "use-after-poiso
 /// A deliberate write into a freed block. Under HAKMEM_TRACK=asan, ASan itself stops it (the
 /// block is poisoned; tests/track_asan_test.cpp): that is checked in a child, and the rest of
 /// the test, which needs the write to have happened, is skipped.
-#define WRITE_AFTER_FREE(stmt)                                                        \
-  if (kTrackTool == TrackTool::kAsan) {                                               \
-    EXPECT_DEATH(stmt, "use-after-poison");                                           \
-    GTEST_SKIP() << "HAKMEM_TRACK=asan: ASan reports the write itself (checked above)"; \
-  } else {                                                                            \
-    stmt;                                                                             \
+#define WRITE_AFTER_FREE(stmt)                                                                                         \
+  if (kTrackTool == TrackTool::kAsan) {                                                                                \
+    EXPECT_DEATH(stmt, "use-after-poison");                                                                            \
+    GTEST_SKIP() << "HAKMEM_TRACK=asan: ASan reports the write itself (checked above)";                                \
+  } else {                                                                                                             \
+    stmt;                                                                                                              \
   }
 
 using Capture = hakmem_test::ReportCapture;
@@ -65,7 +64,7 @@ Options paranoid(uint64_t quarantine = Options{}.get(Opt::kQuarantine)) {
 }
 
 class ParanoidTest : public ::testing::Test {
- protected:
+protected:
   explicit ParanoidTest(Options o = paranoid()) : a_(o) { a_->set_report_sink(&Capture::sink, &cap_); }
 
   Allocator<RecordingConfig>* a() { return &*a_; }
@@ -259,13 +258,13 @@ TEST_F(ParanoidTest, WriteOverTheFreeSiteRecordIsReportedWithoutAFreeSite) {
 
 /// ParanoidTest with no quarantine: freed blocks go straight back, still filled.
 class ParanoidNoQuarantineTest : public ParanoidTest {
- protected:
+protected:
   ParanoidNoQuarantineTest() : ParanoidTest(paranoid(0)) {}
 };
 
 /// ParanoidTest with a 4 KiB quarantine, which a few hundred 48-byte frees push a block out of.
 class ParanoidTinyQuarantineTest : public ParanoidTest {
- protected:
+protected:
   ParanoidTinyQuarantineTest() : ParanoidTest(paranoid(4096)) {}
 };
 
@@ -297,7 +296,7 @@ TEST_F(ParanoidTinyQuarantineTest, WriteAfterTheQuarantineIsCaughtAtReuse) {
   for (void* q : others) ASSERT_EQ(a()->free(q, kOtherSite), Verdict::kOk);
   EXPECT_TRUE(cap_.text.empty()) << cap_.text;
   WRITE_AFTER_FREE(p[47] = 9);  // past the free-list link and the record: in the fill
-  std::vector<void*> held;  // take every free block of the class until p's turn comes
+  std::vector<void*> held;      // take every free block of the class until p's turn comes
   for (int i = 0; i < 5000 && cap_.text.empty(); ++i) {
     void* q = a()->alloc(48, kOtherSite);
     ASSERT_NE(q, nullptr);
@@ -371,9 +370,9 @@ TEST_F(ParanoidTest, EveryNewDeleteMismatchIsReported) {
       cap_.text.clear();
       EXPECT_EQ(a()->free(p, kFreeSite, released), Verdict::kMismatchedOrigin);
       ExpectReport(cap_.text, Verdict::kMismatchedOrigin, p, 56, kAllocSite, kFreeSite);
-      EXPECT_NE(cap_.text.find(std::string("allocated by ") + origin_name(made) + ", released by " +
-                               origin_name(released)),
-                std::string::npos)
+      EXPECT_NE(
+          cap_.text.find(std::string("allocated by ") + origin_name(made) + ", released by " + origin_name(released)),
+          std::string::npos)
           << cap_.text;
       EXPECT_EQ(a()->free(p, kFreeSite, made), Verdict::kOk);
     }

@@ -276,7 +276,7 @@ TEST(Pool, FreedAlignedBlockKeepsItsHeader) {
       ASSERT_NE(keep, nullptr);
       ASSERT_EQ(a->free(p, kSite), Verdict::kOk);
       EXPECT_EQ(a->check(p), Verdict::kDoubleFree) << "align " << align << " size " << n << ": a freed aligned block"
-                                                    << " must read as a double free";
+                                                   << " must read as a double free";
       freed.push_back(keep);
     }
   }
@@ -782,16 +782,16 @@ TEST(PoolMetadata, SpanLinesSeparateWhoWritesThem) {
   const auto line = [&](const void* field) { return (reinterpret_cast<uintptr_t>(field) - start) / kMetaLine; };
   EXPECT_EQ(start % kMetaLine, 0u) << "a span starts a cache line";
   // Read by every free, written only while carving, on a list move or an adoption.
-  for (const void* f : {static_cast<const void*>(&s->base), static_cast<const void*>(&s->cls),
-                        static_cast<const void*>(&s->block_size), static_cast<const void*>(&s->inverse),
-                        static_cast<const void*>(&s->shift),
-                        static_cast<const void*>(&s->capacity), static_cast<const void*>(&s->carved),
-                        static_cast<const void*>(&s->in_full), static_cast<const void*>(&s->owner)}) {
+  for (const void* f :
+       {static_cast<const void*>(&s->base), static_cast<const void*>(&s->cls), static_cast<const void*>(&s->block_size),
+        static_cast<const void*>(&s->inverse), static_cast<const void*>(&s->shift),
+        static_cast<const void*>(&s->capacity), static_cast<const void*>(&s->carved),
+        static_cast<const void*>(&s->in_full), static_cast<const void*>(&s->owner)}) {
     EXPECT_EQ(line(f), 0u);
   }
   // Written by the owner on every allocation and free of its blocks.
-  for (const void* f : {static_cast<const void*>(&s->free), static_cast<const void*>(&s->prev),
-                        static_cast<const void*>(&s->next)}) {
+  for (const void* f :
+       {static_cast<const void*>(&s->free), static_cast<const void*>(&s->prev), static_cast<const void*>(&s->next)}) {
     EXPECT_EQ(line(f), 1u);
   }
   EXPECT_EQ(line(&s->remote), 2u) << "other threads' frees";

@@ -165,9 +165,9 @@ TEST(Selector, I3StrategyBeforeBackingForEveryStrategy) {
 /// A block keeps the strategy it was made under when the strategy changes later; the audit judges it by that one.
 TEST(Selector, I3BlocksKeepTheirOwnStrategyAcrossASwitch) {
   ScopedAllocator<TestConfig> a;
-  a->selector().set_current(11);             // 32 MiB: 1 MiB is Pool
+  a->selector().set_current(11);  // 32 MiB: 1 MiB is Pool
   void* pool = a->alloc(1 << 20, 1);
-  a->selector().set_current(0);              // 64 KiB: 1 MiB is Map
+  a->selector().set_current(0);  // 64 KiB: 1 MiB is Map
   void* map = a->alloc(1 << 20, 1);
   ASSERT_NE(pool, nullptr);
   ASSERT_NE(map, nullptr);

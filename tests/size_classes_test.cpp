@@ -135,8 +135,8 @@ TEST(LargeClasses, SampledSizesUpTo1GiBGetTheSmallestFittingClass) {
 }
 
 TEST(LargeClasses, AboveOneGiBIsUncached) {
-  for (uint64_t n : {uint64_t{kGiB} + 1, uint64_t{kGiB} + 4096, 2 * uint64_t{kGiB}, uint64_t{1} << 39, kMaxRequest,
-                     ~uint64_t{0}}) {
+  for (uint64_t n :
+       {uint64_t{kGiB} + 1, uint64_t{kGiB} + 4096, 2 * uint64_t{kGiB}, uint64_t{1} << 39, kMaxRequest, ~uint64_t{0}}) {
     EXPECT_EQ(LC::class_of(n), LC::kUncached) << n;
   }
 }

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "front/front.h"
-#include "support/sanitizer.h"
 #include "support/pattern.h"
+#include "support/sanitizer.h"
 
 using namespace hakmem;
 
@@ -58,9 +58,8 @@ void for_each_range(uint64_t n, Fn&& fn) {
 }
 
 void fill(void* p, uint64_t n, uint64_t key) {
-  for_each_range(n, [&](uint64_t off, uint64_t len) {
-    hakmem_test::fill_pattern(static_cast<unsigned char*>(p), off, len, key);
-  });
+  for_each_range(
+      n, [&](uint64_t off, uint64_t len) { hakmem_test::fill_pattern(static_cast<unsigned char*>(p), off, len, key); });
 }
 
 /// True when the bytes below `limit` of a block filled as `written` bytes with `key` are intact.
@@ -153,7 +152,7 @@ void expect_nothing_live(A& a, const char* when) {
 
 /// A one-shot start line, so every thread begins its racing part together.
 class Gate {
- public:
+public:
   void open() {
     std::lock_guard<std::mutex> g(m_);
     open_ = true;
@@ -164,7 +163,7 @@ class Gate {
     cv_.wait(l, [&] { return open_; });
   }
 
- private:
+private:
   std::mutex m_;
   std::condition_variable cv_;
   bool open_ = false;
@@ -290,7 +289,7 @@ TEST(ThreadsRandom, EightThreadsMixedSizesVerifiedAndAccounted) {
 
 /// A bounded queue of blocks, guarded by a mutex.
 class BlockQueue {
- public:
+public:
   explicit BlockQueue(size_t cap) : cap_(cap) {}
   void push(const Block& b) {
     std::unique_lock<std::mutex> l(m_);
@@ -314,7 +313,7 @@ class BlockQueue {
     not_empty_.notify_all();
   }
 
- private:
+private:
   std::mutex m_;
   std::condition_variable not_full_, not_empty_;
   std::deque<Block> q_;
@@ -324,7 +323,7 @@ class BlockQueue {
 
 /// Rounds of work that threads wait for, and a count of consumed items that main waits on.
 class Rounds {
- public:
+public:
   void wait_for_round(size_t r) {
     std::unique_lock<std::mutex> l(m_);
     cv_.wait(l, [&] { return round_ >= r; });
@@ -344,7 +343,7 @@ class Rounds {
     cv_.wait(l, [&] { return consumed_ >= n; });
   }
 
- private:
+private:
   std::mutex m_;
   std::condition_variable cv_;
   size_t round_ = 0;
@@ -419,16 +418,16 @@ TEST(ThreadsProducerConsumer, CrossThreadFreesAreReusedByTheOwner) {
   ASSERT_EQ(fail.count.load(), 0u) << fail.text();
 
   if (verbose()) {
-    for (size_t r = 0; r < kRounds; ++r) printf("round %zu: %llu spans, %llu span bytes\n", r + 1,
-                                                static_cast<unsigned long long>(spans[r]),
-                                                static_cast<unsigned long long>(span_bytes[r]));
+    for (size_t r = 0; r < kRounds; ++r)
+      printf("round %zu: %llu spans, %llu span bytes\n", r + 1, static_cast<unsigned long long>(spans[r]),
+             static_cast<unsigned long long>(span_bytes[r]));
   }
   // Rounds 2.. reuse what round 1 mapped: producers drain their remote stacks instead of mapping more.
   // A little slack per producer and class, because how many blocks are in flight at once depends on
   // how far the consumers lag behind.
   for (size_t r = 1; r < kRounds; ++r) {
-    EXPECT_LE(spans[r], spans[0] + kProducers) << "round " << r + 1 << " spans vs round 1: " << spans[r]
-                                                   << " vs " << spans[0];
+    EXPECT_LE(spans[r], spans[0] + kProducers)
+        << "round " << r + 1 << " spans vs round 1: " << spans[r] << " vs " << spans[0];
     EXPECT_LE(span_bytes[r], span_bytes[0] + 4 * kMiB) << "round " << r + 1;
   }
   EXPECT_LE(spans.back(), spans[1] + kProducers) << "span count still growing after round 2";
@@ -461,8 +460,9 @@ TEST(ThreadsChurn, ThousandsOfShortThreadsStayBounded) {
       if (live.size() < 16 && (rng() % 3 != 0 || live.empty())) {
         Block b;
         const unsigned k = static_cast<unsigned>(rng() % 100);
-        b.size = k == 0 ? log_uniform(rng, 256 * kKiB, kMiB) : k < 5 ? log_uniform(rng, 2 * kKiB, 64 * kKiB)
-                                                                  : log_uniform(rng, 8, 2 * kKiB);
+        b.size = k == 0  ? log_uniform(rng, 256 * kKiB, kMiB)
+                 : k < 5 ? log_uniform(rng, 2 * kKiB, 64 * kKiB)
+                         : log_uniform(rng, 8, 2 * kKiB);
         b.key = (uint64_t{id} << 32) | i;
         b.p = a->alloc(b.size, site);
         if (b.p == nullptr) {

@@ -34,7 +34,7 @@ constexpr size_t kMetaLine = 64;
  */
 template <class T, class Pal>
 class ObjectPool {
- public:
+public:
   static constexpr size_t kChunkSize = 64 * 1024;
 
   void init(Pal* pal, Layer layer, std::atomic<uint64_t>* mapped_tally) {
@@ -95,7 +95,7 @@ class ObjectPool {
 
   SpinLock& lock() { return lock_; }
 
- private:
+private:
   struct Slot;
   union Node {
     Slot* next;
@@ -110,10 +110,9 @@ class ObjectPool {
   };
   // Where slots sit in a chunk. A program that walks a page-aligned block page by page (the
   // seed's scenarios, first-touch loops) writes the first cache line of every page, and so
-  // evicts, from the L1 set those lines share, whatever else lives there: a descriptor in the
-  // first line of a page cost the seed's mir cycle (a large malloc, 64 touches, a free) about
-  // 80 ns (bench/README.md, History). So no slot touches the first line of any page: slots that fit in the rest of a
-  // page are packed after it, page by page; a larger one (a Heap) starts one line into a page
+  // evicts, from the L1 set those lines share, whatever else lives there, such as a descriptor
+  // the next large malloc or free reads. So no slot touches the first line of any page: slots
+  // that fit in the rest of a page are packed after it, page by page; a larger one (a Heap) starts one line into a page
   // of its own, and keeps its own hot fields clear of its later pages' first lines (pool.h).
   static constexpr size_t kPage = kMetaPage;
   static constexpr size_t kLine = kMetaLine;
@@ -122,12 +121,12 @@ class ObjectPool {
   static constexpr size_t kPerPage = kPaged ? (kPage - kLine) / sizeof(Slot) : 0;
   static constexpr size_t kLargeStride = (sizeof(Slot) + kLine + kPage - 1) / kPage * kPage;
 
- public:
+public:
   /// Objects one 64 KiB chunk holds.
   static constexpr size_t kPerChunk = kPaged ? kChunkSize / kPage * kPerPage : kChunkSize / kLargeStride;
   static_assert(kPerChunk >= 4, "descriptor too large for a metadata chunk");
 
- private:
+private:
   static Slot* slot_at(Chunk* c, size_t i) {
     const auto base = reinterpret_cast<uintptr_t>(c);
     if constexpr (kPaged) {

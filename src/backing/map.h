@@ -49,7 +49,7 @@ struct MapBlock : Extent {
   uint32_t bucket = 0;                     ///< BigCache site bucket while cached
   uint64_t hdr_offset = 0;                 ///< where the real header is (non-zero for aligned blocks)
   State state = State::kLive;              ///< mirrors the header, for audits
-  uint32_t class_floor = 0;  ///< the largest request of the class below cls (a class's requests exceed it)
+  uint32_t class_floor = 0;      ///< the largest request of the class below cls (a class's requests exceed it)
   MapBlock* lru_prev = nullptr;  ///< BigCache global recency list
   MapBlock* lru_next = nullptr;
   MapBlock* ring_prev = nullptr;  ///< BigCache per-(bucket, class) ring
@@ -66,7 +66,7 @@ struct MapBlock : Extent {
  */
 template <class Pal>
 class MapBacking {
- public:
+public:
   void init(Pal* pal, Registry<Pal>* registry, std::atomic<uint64_t>* tally, GiveBack give_back) {
     pal_ = pal;
     registry_ = registry;
@@ -134,7 +134,7 @@ class MapBacking {
   void disable() { descs_.lock().lock(); }
   void enable() { descs_.lock().unlock(); }
 
- private:
+private:
   Pal* pal_ = nullptr;
   Registry<Pal>* registry_ = nullptr;
   std::atomic<uint64_t>* tally_ = nullptr;

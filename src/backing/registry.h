@@ -22,7 +22,7 @@ namespace hakmem {
  */
 template <class Pal>
 class Registry {
- public:
+public:
   static constexpr unsigned kPageShift = 12;
   static constexpr unsigned kAddressBits = 47;
   static constexpr unsigned kLeafBits = 18;
@@ -60,15 +60,14 @@ class Registry {
     return lookup_in(root_.load(std::memory_order_acquire), addr & ((uintptr_t{1} << kAddressBits) - 1));
   }
 
- private:
+private:
   Extent* lookup_in(std::atomic<Slot*>* root, uintptr_t addr) const {
     Slot* leaf = root[addr >> (kPageShift + kLeafBits)].load(std::memory_order_acquire);
     if (leaf == nullptr) return nullptr;
     return leaf[(addr >> kPageShift) & ((size_t{1} << kLeafBits) - 1)].load(std::memory_order_acquire);
   }
 
- public:
-
+public:
   /// Makes every page of [base, base+len) answer `e`. False (and nothing
   /// changed) when a table page could not be mapped.
   bool assign(uintptr_t base, size_t len, Extent* e) {
@@ -102,7 +101,7 @@ class Registry {
   void disable() { grow_lock_.lock(); }
   void enable() { grow_lock_.unlock(); }
 
- private:
+private:
   bool ensure_leaves(uintptr_t base, size_t len) {
     std::atomic<Slot*>* root = root_.load(std::memory_order_acquire);
     if (root == nullptr || len == 0 || ((base + len - 1) >> kAddressBits) != 0) return false;

@@ -50,7 +50,7 @@ struct SizeClasses {
   static constexpr size_t kSmallCount = kSmallMax / kSmallStep;  // classes 0..7
   static constexpr unsigned kFirstLog = size_class_detail::kFirstLog;
   static constexpr size_t kLookupMax = size_class_detail::kLookupMax;
-  static constexpr unsigned kTopLog = 26;                         // 2^26 = 64 MiB
+  static constexpr unsigned kTopLog = 26;  // 2^26 = 64 MiB
   static constexpr size_t kCount = kSmallCount + (kTopLog - kFirstLog) * 4;
   static constexpr size_t kMaxUsable = size_t{1} << kTopLog;
 

@@ -23,7 +23,7 @@ namespace hakmem {
  */
 template <class Pal>
 class ZeroArena {
- public:
+public:
   static constexpr uint64_t kSlotSize = 16;
   static constexpr uint64_t kSlots = uint64_t{1} << 20;
   static constexpr uint64_t kRangeBytes = kSlots * kSlotSize;
@@ -103,7 +103,7 @@ class ZeroArena {
     live_ = cursor_ = 0;
   }
 
- private:
+private:
   bool map_locked() {
     void* bits = pal_->map(kBitmapBytes, Layer::kMeta);
     if (bits == nullptr) return false;

@@ -45,7 +45,7 @@ struct CacheCounters {
  */
 template <class Pal>
 class BigCache {
- public:
+public:
   static constexpr size_t kBuckets = 64;
 
   /**
@@ -206,7 +206,7 @@ class BigCache {
     if (limit() < cap() || limit() > max()) r.fail("BigCache limit outside [cap, max]", limit(), max());
   }
 
- private:
+private:
   static constexpr size_t kEvictBatch = 64;
 
   /// A class's evictions by the limit: how many, and when the latest happened.
@@ -332,9 +332,9 @@ class BigCache {
   uint64_t cap_ = 0;
   uint64_t max_ = 0;
   uint64_t decay_ns_ = 0;
-  uint64_t limit_ = 0;       ///< cap_ <= limit_ <= max_
-  uint64_t window_ns_ = 0;   ///< when the current decay window began
-  uint64_t low_water_ = 0;   ///< fewest bytes cached since then (unlink() keeps it)
+  uint64_t limit_ = 0;      ///< cap_ <= limit_ <= max_
+  uint64_t window_ns_ = 0;  ///< when the current decay window began
+  uint64_t low_water_ = 0;  ///< fewest bytes cached since then (unlink() keeps it)
   Regrets regrets_[LargeClasses::kCount] = {};
   SpinLock lock_;
   Ring rings_[kBuckets][LargeClasses::kCount] = {};

@@ -36,9 +36,7 @@ inline uint64_t mul_high(uint64_t a, uint64_t b) {
 constexpr uint64_t div_magic(uint64_t d) { return d == 1 ? ~uint64_t{0} : (~uint64_t{0} / d) + 1; }
 
 /// Division by d through its magic; exact for n < 2^32 and d >= 2 (d == 1 is handled).
-inline uint64_t div_by_magic(uint64_t n, uint64_t d, uint64_t magic) {
-  return d == 1 ? n : mul_high(n, magic);
-}
+inline uint64_t div_by_magic(uint64_t n, uint64_t d, uint64_t magic) { return d == 1 ? n : mul_high(n, magic); }
 
 /// The inverse of odd m modulo 2^64 (Newton's iteration: each step doubles the correct low bits).
 constexpr uint64_t odd_inverse(uint64_t m) {

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <atomic>
-
 #include <cstring>
 
 extern char** environ;
@@ -49,11 +48,23 @@ bool parse_size(const char* s, size_t n, uint64_t* out) {
   if (digits > 0 && s[digits - 1] == 'i') --digits;
   if (digits > 0) {
     switch (s[digits - 1]) {
-      case 'k': case 'K': shift = 10; --digits; break;
-      case 'm': case 'M': shift = 20; --digits; break;
-      case 'g': case 'G': shift = 30; --digits; break;
-      default:
-        if (digits != n) return false;  // a lone 'b' or 'i' with no unit
+    case 'k':
+    case 'K':
+      shift = 10;
+      --digits;
+      break;
+    case 'm':
+    case 'M':
+      shift = 20;
+      --digits;
+      break;
+    case 'g':
+    case 'G':
+      shift = 30;
+      --digits;
+      break;
+    default:
+      if (digits != n) return false;  // a lone 'b' or 'i' with no unit
     }
   }
   uint64_t v = 0;
@@ -89,9 +100,9 @@ void warn_line(WriteFn warn, void* arg, const char* what, const char* key, size_
   if (spec != nullptr) {
     o.str(" (expected ");
     switch (spec->kind) {
-      case OptionKind::kSize: o.str("a size from ").dec(spec->min).str(" to ").dec(spec->max).str(", e.g. 64m"); break;
-      case OptionKind::kUint: o.str("a number from ").dec(spec->min).str(" to ").dec(spec->max); break;
-      case OptionKind::kEnum: o.str("one of ").str(spec->words); break;
+    case OptionKind::kSize: o.str("a size from ").dec(spec->min).str(" to ").dec(spec->max).str(", e.g. 64m"); break;
+    case OptionKind::kUint: o.str("a number from ").dec(spec->min).str(" to ").dec(spec->max); break;
+    case OptionKind::kEnum: o.str("one of ").str(spec->words); break;
     }
     o.str("); keeping the current value");
   } else {
@@ -132,9 +143,9 @@ size_t parse_options(const char* text, Options& out, WriteFn warn, void* warn_ar
         bool ok = false;
         if (eq != nullptr) {
           switch (spec->kind) {
-            case OptionKind::kSize: ok = parse_size(val, val_len, &v); break;
-            case OptionKind::kUint: ok = parse_uint(val, val_len, &v); break;
-            case OptionKind::kEnum: ok = parse_enum(spec->words, val, val_len, &v); break;
+          case OptionKind::kSize: ok = parse_size(val, val_len, &v); break;
+          case OptionKind::kUint: ok = parse_uint(val, val_len, &v); break;
+          case OptionKind::kEnum: ok = parse_enum(spec->words, val, val_len, &v); break;
           }
           ok = ok && v >= spec->min && v <= spec->max;
         }
@@ -209,20 +220,20 @@ void print_options_doc(WriteFn fn, void* arg) {
   for (const OptionSpec& s : kOptionSpecs) {
     o.str(s.key).str("  (");
     switch (s.kind) {
-      case OptionKind::kSize: o.str("size, default ").dec(s.def); break;
-      case OptionKind::kUint: o.str("number, default ").dec(s.def); break;
-      case OptionKind::kEnum: {
-        o.str(s.words).str(", default ");
-        // The default's word is the def-th entry of the list.
-        const char* w = s.words;
-        for (uint64_t i = 0; i < s.def && w != nullptr; ++i) {
-          w = strchr(w, '|');
-          if (w != nullptr) ++w;
-        }
-        const char* end = w ? strchr(w, '|') : nullptr;
-        if (w != nullptr) o.bytes(w, end ? static_cast<size_t>(end - w) : strlen(w));
-        break;
+    case OptionKind::kSize: o.str("size, default ").dec(s.def); break;
+    case OptionKind::kUint: o.str("number, default ").dec(s.def); break;
+    case OptionKind::kEnum: {
+      o.str(s.words).str(", default ");
+      // The default's word is the def-th entry of the list.
+      const char* w = s.words;
+      for (uint64_t i = 0; i < s.def && w != nullptr; ++i) {
+        w = strchr(w, '|');
+        if (w != nullptr) ++w;
       }
+      const char* end = w ? strchr(w, '|') : nullptr;
+      if (w != nullptr) o.bytes(w, end ? static_cast<size_t>(end - w) : strlen(w));
+      break;
+    }
     }
     o.str(")  ").str(s.doc).ch('\n');
   }

@@ -20,55 +20,54 @@ enum class OptionKind : uint8_t {
  * words, documentation. Docs (README, `hakmem_options_doc`) are checked against
  * this table by tests/options_test.cpp, so they cannot drift apart.
  */
-#define HAKMEM_OPTION_TABLE(X)                                                                       \
-  X(kMode, "mode", kEnum, 0, 0, 1, "fixed|learn",                                                    \
-    "selector mode: 'fixed' keeps the threshold below; 'learn' lets ELO choose among the twelve")   \
-  X(kThreshold, "threshold", kSize, 256 * 1024, 64 * 1024, 32 * 1024 * 1024, "",                     \
-    "mmap threshold in fixed mode: requests of at least this size get their own mapping")          \
-  X(kCache, "cache", kSize, 64 * 1024 * 1024, 0, uint64_t{1} << 40, "",                              \
-    "BigCache byte cap for warm large blocks; 0 disables the cache")                                \
-  X(kCacheMax, "cache_max", kSize, uint64_t{1} << 30, 0, uint64_t{1} << 40, "",                      \
-    "BigCache may grow past 'cache' to this when it evicts blocks the program then asks for again") \
-  X(kLargeSlot, "large_slot", kSize, 8 * 1024 * 1024, 0, uint64_t{1} << 40, "",                       \
-    "each thread keeps its last freed large block up to this size for its next request, lock-free; 0 = off") \
-  X(kBatch, "batch", kSize, 8 * 1024 * 1024, 0, uint64_t{1} << 40, "",                               \
-    "BatchReleaser flushes when this many bytes are pending; 0 releases every block at once")      \
-  X(kDecayMs, "decay_ms", kUint, 1000, 0, 3600 * 1000, "",                                           \
-    "pending ranges older than this are flushed on the next release, and BigCache's growth past "  \
-    "'cache' decays per window of this length (0 = neither)")                                      \
-  X(kStats, "stats", kEnum, 0, 0, 2, "0|1|json", "print statistics at exit: 0 none, 1 table, json") \
-  X(kOnError, "on_error", kEnum, 0, 0, 1, "abort|report",                                            \
-    "after reporting a misuse: abort, or report and continue (the block is leaked, never reused)") \
-  X(kOriginCheck, "origin_check", kEnum, 1, 0, 1, "0|1",                                             \
-    "report free/delete/delete[] mismatches (0 for programs that knowingly mix them)")             \
-  X(kHardening, "hardening", kEnum, 0, 0, 1, "default|paranoid",                                     \
-    "paranoid adds canaries, the freed-block quarantine and protected freed large blocks")         \
-  X(kQuarantine, "quarantine", kSize, 4 * 1024 * 1024, 0, uint64_t{1} << 40, "",                    \
-    "paranoid: byte cap of the quarantine of freed small blocks (0: none)")                        \
-  X(kEpochRequests, "epoch_requests", kUint, 10000, 100, 1000000000, "",                             \
-    "learn: an epoch ends after this many requests of at least 64 KiB ...")                          \
-  X(kEpochMs, "epoch_ms", kUint, 2000, 1, 3600000, "", "learn: ... or after this many milliseconds") \
-  X(kLearnSample, "learn_sample", kUint, 16, 1, 1024, "",                                             \
-    "learn: time and profile one large request in this many per thread (1: every one)")              \
-  X(kEloK, "elo_k", kUint, 32, 1, 400, "", "learn: ELO K factor")                                     \
-  X(kMinSamples, "min_samples", kUint, 50, 1, 1000000000, "",                                         \
-    "learn: an epoch with fewer large requests is not scored")                                        \
-  X(kEpsilon, "epsilon", kUint, 10, 0, 100, "", "learn: percent of LEARN epochs that explore")      \
-  X(kWeightCpu, "weight_cpu", kUint, 40, 0, 100, "", "learn: cost weight of large-path time, percent") \
-  X(kWeightFaults, "weight_faults", kUint, 30, 0, 100, "", "learn: cost weight of page faults, percent") \
-  X(kWeightBytes, "weight_bytes", kUint, 30, 0, 100, "", "learn: cost weight of bytes mapped, percent") \
-  X(kFreezeTol, "freeze_tol", kUint, 10, 0, 1000, "",                                                 \
-    "learn: FROZEN when the best's cost is stable within this many per mille ...")                   \
-  X(kWindows, "windows", kUint, 3, 1, 100, "", "learn: ... over this many epochs (also the relearn window)") \
-  X(kCanary, "canary", kUint, 5, 0, 100, "", "learn: percent of FROZEN epochs that try the runner-up") \
-  X(kCanaryWin, "canary_win", kUint, 5, 0, 100, "",                                                   \
-    "learn: percent cheaper the runner-up must be to be adopted")                                     \
-  X(kRelearnCost, "relearn_cost", kUint, 20, 1, 1000, "",                                             \
-    "learn: back to LEARN when cost is this many percent worse for a whole window")                  \
-  X(kRelearnShift, "relearn_shift", kUint, 25, 1, 100, "",                                            \
-    "learn: ... or when the size distribution moves by this many percent")                            \
-  X(kEarlyEnd, "early_end", kUint, 8, 0, 1000, "",                                                    \
-    "learn: a LEARN or CANARY epoch ends early once its large-path time per request is this many "    \
+#define HAKMEM_OPTION_TABLE(X)                                                                                         \
+  X(kMode, "mode", kEnum, 0, 0, 1, "fixed|learn",                                                                      \
+    "selector mode: 'fixed' keeps the threshold below; 'learn' lets ELO choose among the twelve")                      \
+  X(kThreshold, "threshold", kSize, 256 * 1024, 64 * 1024, 32 * 1024 * 1024, "",                                       \
+    "mmap threshold in fixed mode: requests of at least this size get their own mapping")                              \
+  X(kCache, "cache", kSize, 64 * 1024 * 1024, 0, uint64_t{1} << 40, "",                                                \
+    "BigCache byte cap for warm large blocks; 0 disables the cache")                                                   \
+  X(kCacheMax, "cache_max", kSize, uint64_t{1} << 30, 0, uint64_t{1} << 40, "",                                        \
+    "BigCache may grow past 'cache' to this when it evicts blocks the program then asks for again")                    \
+  X(kLargeSlot, "large_slot", kSize, 8 * 1024 * 1024, 0, uint64_t{1} << 40, "",                                        \
+    "each thread keeps its last freed large block up to this size for its next request, lock-free; 0 = off")           \
+  X(kBatch, "batch", kSize, 8 * 1024 * 1024, 0, uint64_t{1} << 40, "",                                                 \
+    "BatchReleaser flushes when this many bytes are pending; 0 releases every block at once")                          \
+  X(kDecayMs, "decay_ms", kUint, 1000, 0, 3600 * 1000, "",                                                             \
+    "pending ranges older than this are flushed on the next release, and BigCache's growth past "                      \
+    "'cache' decays per window of this length (0 = neither)")                                                          \
+  X(kStats, "stats", kEnum, 0, 0, 2, "0|1|json", "print statistics at exit: 0 none, 1 table, json")                    \
+  X(kOnError, "on_error", kEnum, 0, 0, 1, "abort|report",                                                              \
+    "after reporting a misuse: abort, or report and continue (the block is leaked, never reused)")                     \
+  X(kOriginCheck, "origin_check", kEnum, 1, 0, 1, "0|1",                                                               \
+    "report free/delete/delete[] mismatches (0 for programs that knowingly mix them)")                                 \
+  X(kHardening, "hardening", kEnum, 0, 0, 1, "default|paranoid",                                                       \
+    "paranoid adds canaries, the freed-block quarantine and protected freed large blocks")                             \
+  X(kQuarantine, "quarantine", kSize, 4 * 1024 * 1024, 0, uint64_t{1} << 40, "",                                       \
+    "paranoid: byte cap of the quarantine of freed small blocks (0: none)")                                            \
+  X(kEpochRequests, "epoch_requests", kUint, 10000, 100, 1000000000, "",                                               \
+    "learn: an epoch ends after this many requests of at least 64 KiB ...")                                            \
+  X(kEpochMs, "epoch_ms", kUint, 2000, 1, 3600000, "", "learn: ... or after this many milliseconds")                   \
+  X(kLearnSample, "learn_sample", kUint, 16, 1, 1024, "",                                                              \
+    "learn: time and profile one large request in this many per thread (1: every one)")                                \
+  X(kEloK, "elo_k", kUint, 32, 1, 400, "", "learn: ELO K factor")                                                      \
+  X(kMinSamples, "min_samples", kUint, 50, 1, 1000000000, "",                                                          \
+    "learn: an epoch with fewer large requests is not scored")                                                         \
+  X(kEpsilon, "epsilon", kUint, 10, 0, 100, "", "learn: percent of LEARN epochs that explore")                         \
+  X(kWeightCpu, "weight_cpu", kUint, 40, 0, 100, "", "learn: cost weight of large-path time, percent")                 \
+  X(kWeightFaults, "weight_faults", kUint, 30, 0, 100, "", "learn: cost weight of page faults, percent")               \
+  X(kWeightBytes, "weight_bytes", kUint, 30, 0, 100, "", "learn: cost weight of bytes mapped, percent")                \
+  X(kFreezeTol, "freeze_tol", kUint, 10, 0, 1000, "",                                                                  \
+    "learn: FROZEN when the best's cost is stable within this many per mille ...")                                     \
+  X(kWindows, "windows", kUint, 3, 1, 100, "", "learn: ... over this many epochs (also the relearn window)")           \
+  X(kCanary, "canary", kUint, 5, 0, 100, "", "learn: percent of FROZEN epochs that try the runner-up")                 \
+  X(kCanaryWin, "canary_win", kUint, 5, 0, 100, "", "learn: percent cheaper the runner-up must be to be adopted")      \
+  X(kRelearnCost, "relearn_cost", kUint, 20, 1, 1000, "",                                                              \
+    "learn: back to LEARN when cost is this many percent worse for a whole window")                                    \
+  X(kRelearnShift, "relearn_shift", kUint, 25, 1, 100, "",                                                             \
+    "learn: ... or when the size distribution moves by this many percent")                                             \
+  X(kEarlyEnd, "early_end", kUint, 8, 0, 1000, "",                                                                     \
+    "learn: a LEARN or CANARY epoch ends early once its large-path time per request is this many "                     \
     "times the cheapest other strategy's (0: never)")
 
 /// Option identifiers, in table order.

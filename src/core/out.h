@@ -19,7 +19,7 @@ void write_stderr(void* arg, const char* text, size_t len);
  * inside malloc.
  */
 class Out {
- public:
+public:
   Out(WriteFn fn, void* arg) : fn_(fn), arg_(arg) {}
   ~Out() { flush(); }
   Out(const Out&) = delete;
@@ -112,7 +112,7 @@ class Out {
     len_ = 0;
   }
 
- private:
+private:
   WriteFn fn_;
   void* arg_;
   char buf_[512];

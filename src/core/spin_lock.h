@@ -13,7 +13,7 @@ namespace hakmem {
  * enough. Constant-initializable, so the global allocator needs no constructor.
  */
 class SpinLock {
- public:
+public:
   constexpr SpinLock() = default;
   SpinLock(const SpinLock&) = delete;
   SpinLock& operator=(const SpinLock&) = delete;
@@ -36,19 +36,19 @@ class SpinLock {
   /// Fork child only: the single surviving thread owns every lock, so clearing is safe.
   void reset_after_fork() { locked_.store(false, std::memory_order_relaxed); }
 
- private:
+private:
   std::atomic<bool> locked_{false};
 };
 
 /// RAII guard for SpinLock.
 class LockGuard {
- public:
+public:
   explicit LockGuard(SpinLock& l) : lock_(l) { lock_.lock(); }
   ~LockGuard() { lock_.unlock(); }
   LockGuard(const LockGuard&) = delete;
   LockGuard& operator=(const LockGuard&) = delete;
 
- private:
+private:
   SpinLock& lock_;
 };
 

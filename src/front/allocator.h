@@ -44,7 +44,7 @@ namespace hakmem {
  */
 template <class Config>
 class Allocator {
- public:
+public:
   using Pal = typename Config::Pal;
   static_assert(Platform<Pal>);
   using PoolT = Pool<Pal, ThreadHeap>;
@@ -89,7 +89,8 @@ class Allocator {
       const size_t c = SizeClasses::class_of(size);
       FreeBlock* b = PoolPath<Pal>::pop_head(h, c);
       if (__builtin_expect(b == nullptr, 0)) return alloc_refill(h, c, size, site, origin);
-      return PoolPath<Pal>::hand_out(codec_, h, c, PoolPath<Pal>::block_of(b), size, site, origin, selector_.current_id());
+      return PoolPath<Pal>::hand_out(codec_, h, c, PoolPath<Pal>::block_of(b), size, site, origin,
+                                     selector_.current_id());
     }
     return alloc_slow(size, site, origin);
   }
@@ -275,7 +276,9 @@ class Allocator {
     return AllocatorStats::collect(*this);
   }
 
-  void print_stats(WriteFn fn, void* arg, bool json = false) { (json ? print_stats_json : print_stats_table)(stats(), fn, arg); }
+  void print_stats(WriteFn fn, void* arg, bool json = false) {
+    (json ? print_stats_json : print_stats_table)(stats(), fn, arg);
+  }
 
   uint64_t error_count(Verdict v) const { return reporter_.count(v); }
 
@@ -328,7 +331,7 @@ class Allocator {
   void parent_after_fork() { AllocatorFork::parent(*this); }
   void child_after_fork() { AllocatorFork::child(*this); }
 
- private:
+private:
   friend Threads;
   friend struct AllocatorAudit;
   friend struct AllocatorFork;
@@ -348,10 +351,9 @@ class Allocator {
     const uint64_t secret = make_secret();
     codec_.set_secret(secret);
     hard_.set_secret(secret);
-    const GiveBack give_back{[](void* ctx, uintptr_t base, size_t len) {
-                               static_cast<Allocator*>(ctx)->releaser_.add_raw(base, len);
-                             },
-                             this};
+    const GiveBack give_back{
+        [](void* ctx, uintptr_t base, size_t len) { static_cast<Allocator*>(ctx)->releaser_.add_raw(base, len); },
+        this};
     if (!registry_.init(&pal_, &mapped_)) return false;
     pool_.init(&pal_, &registry_, &mapped_, give_back);
     map_.init(&pal_, &registry_, &mapped_, give_back);
@@ -407,9 +409,8 @@ class Allocator {
    */
   HAKMEM_SLOW_PATH void* alloc_slow(size_t size, uintptr_t site, Origin origin) {
     static_assert(kMaxThreshold <= SizeClasses::kMaxUsable);  // a size below any threshold has a class
-    if (__builtin_expect(Threads::tls.id == threads_.fast_id() &&
-                             (!driver_.learning() || Threads::tls.sample_countdown != 0),
-                         1)) {
+    if (__builtin_expect(
+            Threads::tls.id == threads_.fast_id() && (!driver_.learning() || Threads::tls.sample_countdown != 0), 1)) {
       const StrategySnapshot snap = selector_.snapshot();
       ThreadHeap* h = Threads::tls.heap;
       if (size < snap.threshold) return alloc_slow_pool(h, size, site, origin, snap.id);
@@ -484,7 +485,8 @@ class Allocator {
     }
     const StrategySnapshot snap = selector_.snapshot();
     site &= kSiteMask;
-    if (size < snap.threshold && pool_path_.fits(size, align)) return pool_path_.acquire(h, size, align, site, origin, snap.id);
+    if (size < snap.threshold && pool_path_.fits(size, align))
+      return pool_path_.acquire(h, size, align, site, origin, snap.id);
     if (align <= kHeaderSize && !paranoid_) {
       if (MapBlock* mb = LargeSlots<Pal>::take(h->slot, size)) {
         return LargeSlots<Pal>::hand_out(codec_, h->counters, mb, size, site, origin, snap.id);

@@ -88,12 +88,13 @@ struct AllocatorAudit {
       r.fail("I7 pool spans != free + live + held", r.pool_free + r.pool_live + r.pool_held, r.pool_span_bytes);
     }
     if (a.paranoid_) {
-      a.quarantine_.audit_for_testing(r, [&](auto&& fn) {
-        a.pool_.for_each_heap_for_testing([&](ThreadHeap* h) { fn(h->quarantine); });
-      });
+      a.quarantine_.audit_for_testing(
+          r, [&](auto&& fn) { a.pool_.for_each_heap_for_testing([&](ThreadHeap* h) { fn(h->quarantine); }); });
     }
-    const uint64_t counted_pool_live = static_cast<uint64_t>(a.pool_.sum_heaps([](const HeapCounters& c) { return c.pool_live_bytes(); }));
-    if (counted_pool_live != walked_pool_live) r.fail("I7 pool live counter != walk", counted_pool_live, walked_pool_live);
+    const uint64_t counted_pool_live =
+        static_cast<uint64_t>(a.pool_.sum_heaps([](const HeapCounters& c) { return c.pool_live_bytes(); }));
+    if (counted_pool_live != walked_pool_live)
+      r.fail("I7 pool live counter != walk", counted_pool_live, walked_pool_live);
     a.pool_.for_each_span_for_testing([&](Span* s) {
       if (a.registry_.lookup(s->base) != s || a.registry_.lookup(s->base + s->length - 1) != s) {
         r.fail("I4 Registry does not answer for a Pool span", s->base, 0);
@@ -134,7 +135,8 @@ struct AllocatorAudit {
     r.metadata = a.metadata_bytes();
     r.mapped = a.mapped_.load();
     const uint64_t sum = r.pool_span_bytes + r.map_live + r.cached + r.slots + r.pending + r.metadata;
-    if (sum != r.mapped) r.fail("I7 mapped != pool spans + map live + cached + slots + pending + metadata", r.mapped, sum);
+    if (sum != r.mapped)
+      r.fail("I7 mapped != pool spans + map live + cached + slots + pending + metadata", r.mapped, sum);
     return r;
   }
 

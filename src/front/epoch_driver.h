@@ -25,7 +25,7 @@ namespace hakmem {
  */
 template <class Pal, class PoolT>
 class EpochDriver {
- public:
+public:
   struct Parts {
     Pal* pal;
     PoolT* pool;
@@ -136,7 +136,8 @@ class EpochDriver {
     const uint64_t spent = sum(&HeapCounters::large_cycles);
     SizeSignature now;
     for (size_t b = 0; b < kSizeBands; ++b) {
-      now.count[b] = static_cast<uint64_t>(p_.pool->sum_heaps([b](const HeapCounters& c) { return c.large_bands[b].get(); }));
+      now.count[b] =
+          static_cast<uint64_t>(p_.pool->sum_heaps([b](const HeapCounters& c) { return c.large_bands[b].get(); }));
     }
     SizeSignature sig;
     for (size_t b = 0; b < kSizeBands; ++b) sig.count[b] = now.count[b] - seen_bands_.count[b];
@@ -196,7 +197,7 @@ class EpochDriver {
   /// TestOnly: the running epoch's early-end bound, in large-path cycles per request (0: none).
   uint64_t early_end_bound_for_testing() const { return early_end_cpr_.load(std::memory_order_relaxed); }
 
- private:
+private:
   /// The most one sampled request counts toward an early end, in bounds (see note_large()).
   static constexpr uint64_t kEarlyEndClamp = 32;
   /// Time-stamp counter cycles between a thread's reads of the clock for the epoch deadline
@@ -215,7 +216,8 @@ class EpochDriver {
     if (early_end_ == 0 || learner_.state() == Lifecycle::kFrozen) return 0;
     uint64_t cheapest = 0;
     for (uint8_t i = 0; i < kLearnableStrategies; ++i) {
-      if (i != next && measured_cpr_[i] != 0 && (cheapest == 0 || measured_cpr_[i] < cheapest)) cheapest = measured_cpr_[i];
+      if (i != next && measured_cpr_[i] != 0 && (cheapest == 0 || measured_cpr_[i] < cheapest))
+        cheapest = measured_cpr_[i];
     }
     return cheapest * early_end_;
   }

@@ -16,10 +16,10 @@ namespace hakmem {
  * components' locks one at a time.
  */
 class ForkGate {
- public:
+public:
   /// Brackets a large operation: waits while a fork is pending.
   class LargeOp {
-   public:
+  public:
     explicit LargeOp(ForkGate& g) : g_(g) {
       for (;;) {
         g_.ops_.fetch_add(1, std::memory_order_seq_cst);
@@ -32,7 +32,7 @@ class ForkGate {
     LargeOp(const LargeOp&) = delete;
     LargeOp& operator=(const LargeOp&) = delete;
 
-   private:
+  private:
     ForkGate& g_;
   };
 
@@ -49,9 +49,9 @@ class ForkGate {
     pending_.store(false, std::memory_order_seq_cst);
   }
 
- private:
-  std::atomic<uint32_t> ops_{0};       ///< large operations in flight
-  std::atomic<bool> pending_{false};   ///< set by close(): new large operations wait
+private:
+  std::atomic<uint32_t> ops_{0};      ///< large operations in flight
+  std::atomic<bool> pending_{false};  ///< set by close(): new large operations wait
 };
 
 /// Calls disable() on each component in the order given: the order the locks are taken in.
@@ -101,7 +101,7 @@ struct AllocatorFork {
     a.pool_.retire_heaps_except(keep);
   }
 
- private:
+private:
   template <class A>
   static void enable(A& a) {
     if (a.ready()) std::apply([](auto&... c) { enable_in_reverse(c...); }, a.fork_order());

@@ -11,7 +11,7 @@ namespace hakmem {
 /// Owns a test allocator and tears it down (every byte back through the releaser) on scope exit.
 template <class Config>
 class ScopedAllocator {
- public:
+public:
   explicit ScopedAllocator(const Options& o = Options{}) : a_(new Allocator<Config>()) { a_->init(o); }
   ~ScopedAllocator() {
     a_->teardown();
@@ -22,7 +22,7 @@ class ScopedAllocator {
   Allocator<Config>* operator->() { return a_; }
   Allocator<Config>& operator*() { return *a_; }
 
- private:
+private:
   Allocator<Config>* a_;
 };
 

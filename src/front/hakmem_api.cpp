@@ -29,9 +29,7 @@ HAKMEM_OWN_FRAME void hak_free(void* ptr) { g_process.free(ptr, HAKMEM_CALLER); 
 
 HAKMEM_OWN_FRAME void* hak_calloc(size_t n, size_t size) { return g_process.calloc(n, size, HAKMEM_CALLER); }
 
-HAKMEM_OWN_FRAME void* hak_realloc(void* ptr, size_t size) {
-  return g_process.realloc(ptr, size, HAKMEM_CALLER);
-}
+HAKMEM_OWN_FRAME void* hak_realloc(void* ptr, size_t size) { return g_process.realloc(ptr, size, HAKMEM_CALLER); }
 
 HAKMEM_OWN_FRAME void* hak_aligned_alloc(size_t align, size_t size) {
   return g_process.aligned_alloc(align, size, HAKMEM_CALLER);

@@ -23,7 +23,7 @@ constexpr uint64_t kFreedRecord = 16;
  * valid canary with it. Unaligned: it starts right at the requested size.
  */
 class Hardening {
- public:
+public:
   void set_secret(uint64_t secret) {
     canary_key_ = mix64(secret ^ 0xca7a12e5ca7a12e5ull);
     record_key_ = mix64(secret ^ 0xf2eedf2eedf2eedfull);
@@ -77,7 +77,7 @@ class Hardening {
     return true;
   }
 
- private:
+private:
   uint64_t seal(uintptr_t user, uintptr_t site) const { return mix64(record_key_ ^ user ^ mix64(site)); }
 
   uint64_t canary_key_ = 0;

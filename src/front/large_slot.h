@@ -37,7 +37,7 @@ struct LargeSlotCell {
  */
 template <class Pal>
 class LargeSlots {
- public:
+public:
   /// `max`: the largest block a slot keeps (0: no slot).
   void init(uint64_t max) { max_ = max; }
   uint64_t max() const { return max_; }
@@ -126,7 +126,7 @@ class LargeSlots {
     }
   }
 
- private:
+private:
   uint64_t max_ = 0;
 };
 

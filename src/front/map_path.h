@@ -35,7 +35,7 @@ namespace hakmem {
  */
 template <class Pal>
 class MapPath {
- public:
+public:
   struct Parts {
     Pal* pal;
     MapBacking<Pal>* map;
@@ -109,7 +109,7 @@ class MapPath {
 
   uint64_t protect_failures() const { return protect_failures_.load(); }
 
- private:
+private:
   /// A cached block about to be reused (paranoid): its user pages readable and writable again.
   bool unprotect(MapBlock* mb) {
     return p_.pal->protect(reinterpret_cast<void*>(mb->base + Pal::kPageSize), mb->length - Pal::kPageSize,

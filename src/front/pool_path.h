@@ -26,7 +26,7 @@ namespace hakmem {
  */
 template <class Pal>
 class PoolPath {
- public:
+public:
   using PoolT = Pool<Pal, ThreadHeap>;
   struct Parts {
     PoolT* pool;
@@ -166,7 +166,7 @@ class PoolPath {
     p_.quarantine->spill(hooks, h->quarantine);
   }
 
- private:
+private:
   /// The quarantine's callbacks: a block that passed its checks goes back to its span (as the
   /// thread `me`, which may be none); a write after free is reported.
   struct Hooks {

@@ -21,7 +21,7 @@ namespace hakmem {
  * ring is touched by that thread only, the shared one under the quarantine's lock.
  */
 class BlockFifo {
- public:
+public:
   static constexpr unsigned kClassShift = 48;
 
   constexpr BlockFifo() = default;
@@ -64,7 +64,7 @@ class BlockFifo {
     for (uint64_t i = 0; i < count_; ++i) fn(slot_[(head_ + i) % cap_]);
   }
 
- private:
+private:
   uint64_t* slot_ = nullptr;
   uint64_t cap_ = 0;
   uint64_t head_ = 0;
@@ -105,7 +105,7 @@ struct FreedBlock {
  */
 template <class Pal>
 class Quarantine {
- public:
+public:
   struct Parts {
     Pal* pal;
     std::atomic<uint64_t>* mapped;  ///< the allocator's mapped-bytes tally
@@ -254,7 +254,7 @@ class Quarantine {
     withheld_bytes_.store(0);
   }
 
- private:
+private:
   static BlockFifo& fifo_of(LocalQuarantine& lq) {
     if (lq.fifo.capacity() == 0) lq.fifo.init(lq.slots, LocalQuarantine::kSlots);
     return lq.fifo;
@@ -316,7 +316,7 @@ class Quarantine {
   uint64_t shared_slots_bytes_ = 0;
   uint64_t cap_ = 0;
   uint64_t local_cap_ = 0;
-  std::atomic<uint64_t> held_bytes_{0};      ///< Pool bytes in the rings
+  std::atomic<uint64_t> held_bytes_{0};  ///< Pool bytes in the rings
   std::atomic<uint64_t> held_blocks_{0};
   std::atomic<uint64_t> withheld_bytes_{0};  ///< Pool bytes never reused after a write-after-free report
 };

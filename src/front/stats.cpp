@@ -46,9 +46,15 @@ void print_stats_table(const StatsSnapshot& s, WriteFn fn, void* arg) {
   if (s.learning) {
     const LearnerCounters& c = s.learner;
     o.str("  learner   ").str(lifecycle_name(s.lifecycle));
-    if (s.lifecycle != Lifecycle::kLearn) o.str(" on strategy ").dec(s.frozen).str(" (").size(kStrategyThresholds[s.frozen]).ch(')');
+    if (s.lifecycle != Lifecycle::kLearn)
+      o.str(" on strategy ").dec(s.frozen).str(" (").size(kStrategyThresholds[s.frozen]).ch(')');
     o.str("; ").dec(c.epochs).str(" epochs (").dec(c.scored_epochs).str(" scored), ").dec(c.matches).str(" matches\n");
-    o.str("            freezes ").dec(c.freezes).str(", relearns ").dec(c.relearns).str(" (cost ").dec(c.relearns_by_cost);
+    o.str("            freezes ")
+        .dec(c.freezes)
+        .str(", relearns ")
+        .dec(c.relearns)
+        .str(" (cost ")
+        .dec(c.relearns_by_cost);
     o.str(", size shift ").dec(c.relearns_by_shift).str("), canaries ").dec(c.canaries).str(" (adopted ");
     o.dec(c.canary_adoptions).str(", rolled back ").dec(c.canary_rollbacks).str("), ended early ");
     o.dec(c.early_ends).ch('\n');
@@ -70,7 +76,8 @@ void print_stats_table(const StatsSnapshot& s, WriteFn fn, void* arg) {
       format_site(o, s.sites[i].site);
       o.ch('\n');
     }
-    if (s.site_other_requests != 0) o.str("    ").dec(s.site_other_requests).str(" requests from sites past the table\n");
+    if (s.site_other_requests != 0)
+      o.str("    ").dec(s.site_other_requests).str(" requests from sites past the table\n");
   }
   if (s.paranoid) {
     o.str("  paranoid  quarantine ").size(s.quarantine_bytes).str(" in ").dec(s.quarantine_blocks).str(" blocks (cap ");

@@ -32,7 +32,7 @@ struct ThreadHeap : Heap {
  */
 template <class Host, class PoolT>
 class ThreadState {
- public:
+public:
   struct Tls {
     uint64_t id;
     ThreadHeap* heap;
@@ -80,7 +80,7 @@ class ThreadState {
     return static_cast<ThreadHeap*>(pthread_getspecific(key_));
   }
 
- private:
+private:
   HAKMEM_SLOW_PATH ThreadHeap* heap_slow() {
     auto* h = static_cast<ThreadHeap*>(pthread_getspecific(key_));
     if (h == nullptr) {

@@ -69,7 +69,7 @@ HAKMEM_FAST_PATH bool live_header_ok(const HeaderCodec& codec, uintptr_t block, 
  */
 template <class Pal>
 class Validator {
- public:
+public:
   struct Parts {
     Registry<Pal>* registry;
     const HeaderCodec* codec;
@@ -92,16 +92,16 @@ class Validator {
     if (__builtin_expect(p_.paranoid, 0)) {
       using Slot = typename ZeroArena<Pal>::Slot;
       switch (p_.zero->classify(p)) {
-        case Slot::kOutside: break;
-        case Slot::kLive:
-          at->zero = true, at->block = at->header = p;
-          // Zero-size slots are malloc's: delete and delete[] of one are mismatches.
-          if (check_origin && !origins_compatible(Origin::kMalloc, origin) && p_.origin_check) {
-            return at->verdict = Verdict::kMismatchedOrigin;
-          }
-          return at->verdict = Verdict::kOk;
-        case Slot::kFree: at->zero = true, at->block = at->header = p; return at->verdict = Verdict::kDoubleFree;
-        case Slot::kInside: return at->verdict = Verdict::kMisaligned;
+      case Slot::kOutside: break;
+      case Slot::kLive:
+        at->zero = true, at->block = at->header = p;
+        // Zero-size slots are malloc's: delete and delete[] of one are mismatches.
+        if (check_origin && !origins_compatible(Origin::kMalloc, origin) && p_.origin_check) {
+          return at->verdict = Verdict::kMismatchedOrigin;
+        }
+        return at->verdict = Verdict::kOk;
+      case Slot::kFree: at->zero = true, at->block = at->header = p; return at->verdict = Verdict::kDoubleFree;
+      case Slot::kInside: return at->verdict = Verdict::kMisaligned;
       }
     }
     Extent* e = p_.registry->lookup(p);
@@ -178,7 +178,7 @@ class Validator {
     return static_cast<MapBlock*>(at.extent)->capacity_at(offset);
   }
 
- private:
+private:
   Parts p_{};
 };
 
@@ -187,7 +187,7 @@ class Validator {
  * (size, allocation site and origin), and aborts unless on_error=report.
  */
 class Reporter {
- public:
+public:
   void init(bool abort_on_error) { abort_ = abort_on_error; }
 
   /// Where reports go (stderr by default); tests capture them.
@@ -227,7 +227,7 @@ class Reporter {
     }
   }
 
- private:
+private:
   std::atomic<uint64_t> errors_[static_cast<size_t>(Verdict::kCount)] = {};
   bool abort_ = true;
   WriteFn sink_ = write_stderr;

@@ -1,11 +1,11 @@
 // The 16-byte checksummed block header: layout, encoding, decoding, and the typed verdicts of validation.
 #pragma once
 
+#include <emmintrin.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-
-#include <emmintrin.h>
 
 #include "core/core.h"
 
@@ -112,7 +112,7 @@ constexpr uintptr_t kSiteMask = (uintptr_t{1} << 47) - 1;
  *   are computable from its public polynomial (tests/header_test.cpp does it).
  */
 class HeaderCodec {
- public:
+public:
   constexpr HeaderCodec() = default;
 
   /// Sets the secret; done once per process (or per test allocator).
@@ -141,8 +141,7 @@ class HeaderCodec {
   }
 
   /// Writes a header describing `f` at `at`; the checksum is written last. Always inlined: every
-  /// hand-out writes one, and inlined, the fields a caller fixes fold into constants (out of
-  /// line, a large slot hit's header cost 58 instructions plus the call and the fields' stores).
+  /// hand-out writes one, and inlined, the fields a caller fixes fold into constants.
   HAKMEM_FAST_PATH void encode(const HeaderFields& f, void* at) const {
     store(pack(f, reinterpret_cast<uintptr_t>(at)), at);
   }
@@ -241,7 +240,7 @@ class HeaderCodec {
     out->lo = h.lo;
   }
 
- private:
+private:
   uint32_t checksum(const Header& h, uintptr_t at) const { return finish(keyed_sum(h, at)); }
 
   /// Sum over Z/2^32 of every 16-bit chunk times its multiplier (the checksum field holding the

@@ -10,47 +10,47 @@ namespace hakmem {
 
 const char* verdict_name(Verdict v) {
   switch (v) {
-    case Verdict::kOk: return "ok";
-    case Verdict::kCorrupted: return "corrupted header";
-    case Verdict::kDoubleFree: return "double free";
-    case Verdict::kInvalidPointer: return "invalid free";
-    case Verdict::kMisaligned: return "misaligned free";
-    case Verdict::kMismatchedOrigin: return "mismatched free";
-    case Verdict::kMethodMismatch: return "method mismatch";
-    case Verdict::kSizeMismatch: return "size mismatch";
-    case Verdict::kOverflow: return "heap overflow";
-    case Verdict::kWriteAfterFree: return "write after free";
-    case Verdict::kCount: break;
+  case Verdict::kOk: return "ok";
+  case Verdict::kCorrupted: return "corrupted header";
+  case Verdict::kDoubleFree: return "double free";
+  case Verdict::kInvalidPointer: return "invalid free";
+  case Verdict::kMisaligned: return "misaligned free";
+  case Verdict::kMismatchedOrigin: return "mismatched free";
+  case Verdict::kMethodMismatch: return "method mismatch";
+  case Verdict::kSizeMismatch: return "size mismatch";
+  case Verdict::kOverflow: return "heap overflow";
+  case Verdict::kWriteAfterFree: return "write after free";
+  case Verdict::kCount: break;
   }
   return "unknown error";
 }
 
 const char* origin_name(Origin o) {
   switch (o) {
-    case Origin::kMalloc: return "malloc";
-    case Origin::kNew: return "new";
-    case Origin::kNewArray: return "new[]";
-    case Origin::kAligned: return "aligned";
+  case Origin::kMalloc: return "malloc";
+  case Origin::kNew: return "new";
+  case Origin::kNewArray: return "new[]";
+  case Origin::kAligned: return "aligned";
   }
   return "?";
 }
 
 const char* method_name(Method m) {
   switch (m) {
-    case Method::kNone: return "none";
-    case Method::kPool: return "pool";
-    case Method::kMap: return "map";
-    case Method::kForward: return "forward";
+  case Method::kNone: return "none";
+  case Method::kPool: return "pool";
+  case Method::kMap: return "map";
+  case Method::kForward: return "forward";
   }
   return "?";
 }
 
 const char* state_name(State s) {
   switch (s) {
-    case State::kLive: return "live";
-    case State::kCached: return "cached";
-    case State::kReleasing: return "releasing";
-    case State::kFree: return "free";
+  case State::kLive: return "live";
+  case State::kCached: return "cached";
+  case State::kReleasing: return "releasing";
+  case State::kFree: return "free";
   }
   return "?";
 }

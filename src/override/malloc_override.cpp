@@ -126,12 +126,12 @@ namespace {
 struct mallinfo2 info2() {
   const hakmem::StatsSnapshot s = g_process.stats();
   struct mallinfo2 m = {};
-  m.arena = s.pool_span_bytes;                         // bytes of Pool spans
-  m.ordblks = s.pool_spans;                            // spans
-  m.hblks = s.map_allocs - s.map_frees;                // live Map blocks
-  m.hblkhd = s.map_live_bytes;                         // their mapped bytes
-  m.uordblks = s.pool_live_bytes;                      // Pool bytes in live blocks
-  m.fordblks = s.pool_span_bytes - s.pool_live_bytes;  // Pool bytes free
+  m.arena = s.pool_span_bytes;                                 // bytes of Pool spans
+  m.ordblks = s.pool_spans;                                    // spans
+  m.hblks = s.map_allocs - s.map_frees;                        // live Map blocks
+  m.hblkhd = s.map_live_bytes;                                 // their mapped bytes
+  m.uordblks = s.pool_live_bytes;                              // Pool bytes in live blocks
+  m.fordblks = s.pool_span_bytes - s.pool_live_bytes;          // Pool bytes free
   m.fsmblks = s.cache_bytes + s.slot_bytes + s.pending_bytes;  // freed Map blocks still mapped
   m.keepcost = s.metadata_bytes;
   return m;

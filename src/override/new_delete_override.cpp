@@ -58,9 +58,7 @@ HAKMEM_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::noth
 
 HAKMEM_EXPORT void operator delete(void* p) noexcept { HAKMEM_PROCESS_FREE(p, Origin::kNew); }
 HAKMEM_EXPORT void operator delete[](void* p) noexcept { HAKMEM_PROCESS_FREE(p, Origin::kNewArray); }
-HAKMEM_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept {
-  HAKMEM_PROCESS_FREE(p, Origin::kNew);
-}
+HAKMEM_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { HAKMEM_PROCESS_FREE(p, Origin::kNew); }
 HAKMEM_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept {
   HAKMEM_PROCESS_FREE(p, Origin::kNewArray);
 }
@@ -70,12 +68,8 @@ HAKMEM_EXPORT void operator delete(void* p, size_t n) noexcept {
 HAKMEM_EXPORT void operator delete[](void* p, size_t n) noexcept {
   g_process.free_sized(p, n, HAKMEM_CALLER, Origin::kNewArray);
 }
-HAKMEM_EXPORT void operator delete(void* p, std::align_val_t) noexcept {
-  HAKMEM_PROCESS_FREE(p, Origin::kNew);
-}
-HAKMEM_EXPORT void operator delete[](void* p, std::align_val_t) noexcept {
-  HAKMEM_PROCESS_FREE(p, Origin::kNewArray);
-}
+HAKMEM_EXPORT void operator delete(void* p, std::align_val_t) noexcept { HAKMEM_PROCESS_FREE(p, Origin::kNew); }
+HAKMEM_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { HAKMEM_PROCESS_FREE(p, Origin::kNewArray); }
 HAKMEM_EXPORT void operator delete(void* p, size_t n, std::align_val_t) noexcept {
   g_process.free_sized(p, n, HAKMEM_CALLER, Origin::kNew);
 }

@@ -22,7 +22,7 @@ class BatchReleaser;
  * to compile: "only batch may munmap" is structural (ARCHITECTURE.md, I1).
  */
 class ReleaseCapability {
- private:
+private:
   constexpr ReleaseCapability() = default;
   template <class Pal>
   friend class BatchReleaser;

@@ -15,7 +15,7 @@ namespace hakmem {
 
 /// The real platform. Stateless; constant-initializable.
 class LinuxPal {
- public:
+public:
   static constexpr size_t kPageSize = 4096;
   constexpr LinuxPal() = default;
 
@@ -47,7 +47,7 @@ class LinuxPal {
     return static_cast<uint64_t>(ru.ru_minflt);
   }
 
- private:
+private:
   static void* do_map(size_t len, int extra) {
     void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | extra, -1, 0);
     return p == MAP_FAILED ? nullptr : p;

@@ -15,17 +15,16 @@ namespace hakmem {
 
 /// Releaser counters (stats and tests).
 struct ReleaseCounters {
-  std::atomic<uint64_t> blocks{0};        ///< ranges added
-  std::atomic<uint64_t> bytes{0};         ///< bytes added
-  std::atomic<uint64_t> flushes{0};       ///< flushes that released something
-  std::atomic<uint64_t> unmap_calls{0};   ///< munmap syscalls made
+  std::atomic<uint64_t> blocks{0};          ///< ranges added
+  std::atomic<uint64_t> bytes{0};           ///< bytes added
+  std::atomic<uint64_t> flushes{0};         ///< flushes that released something
+  std::atomic<uint64_t> unmap_calls{0};     ///< munmap syscalls made
   std::atomic<uint64_t> syscalls_saved{0};  ///< ranges released minus munmap calls (coalescing)
   std::atomic<uint64_t> unmap_failures{0};
   std::atomic<uint64_t> unmapped_bytes{0};  ///< bytes given back to the OS, ever
   std::atomic<uint64_t> purge_calls{0};     ///< madvise(MADV_DONTNEED) syscalls made (purge())
   std::atomic<uint64_t> purged_bytes{0};    ///< bytes whose pages purge() gave back (still mapped)
 };
-
 
 /**
  * Holds ranges waiting to be unmapped and releases them together: when the
@@ -39,7 +38,7 @@ struct ReleaseCounters {
  */
 template <class Pal>
 class BatchReleaser {
- public:
+public:
   static constexpr size_t kMaxPending = 256;
 
   void init(Pal* pal, Registry<Pal>* registry, MapBacking<Pal>* map, const HeaderCodec* codec,
@@ -146,7 +145,7 @@ class BatchReleaser {
     if (walked != pending_bytes()) r.fail("I7 pending bytes != walk", pending_bytes(), walked);
   }
 
- private:
+private:
   struct Pending {
     uintptr_t base;
     size_t len;

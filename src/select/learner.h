@@ -58,7 +58,7 @@ struct SizeSignature {
  * costs so every decision is deterministic.
  */
 class CostSource {
- public:
+public:
   virtual ~CostSource() = default;
   /// The raw cost of the epoch that just ended, which ran `strategy`.
   virtual EpochCost epoch_cost(uint8_t strategy) = 0;
@@ -72,10 +72,10 @@ inline const char* lifecycle_name(Lifecycle l) {
 
 /// Every constant of the learner; defaults are the seed's (the options table sets them).
 struct LearnerParams {
-  double k = 32;                   ///< ELO K
+  double k = 32;  ///< ELO K
   double initial_rating = 1500;
-  uint64_t min_samples = 50;       ///< an epoch with fewer large requests is not scored
-  double epsilon = 0.10;           ///< LEARN: chance of exploring a random strategy
+  uint64_t min_samples = 50;  ///< an epoch with fewer large requests is not scored
+  double epsilon = 0.10;      ///< LEARN: chance of exploring a random strategy
   double weight_cpu = 0.4, weight_faults = 0.3, weight_bytes = 0.3;
   double draw_margin = 0.01;       ///< costs within 1% are a draw
   double freeze_tolerance = 0.01;  ///< FROZEN when the best's cost is stable within 1% ...
@@ -90,9 +90,9 @@ struct LearnerParams {
 struct StrategyRecord {
   double rating = 1500;
   uint32_t wins = 0, losses = 0, draws = 0;
-  uint32_t epochs = 0;      ///< epochs run (scored or not)
-  double last_cost = 0;     ///< normalized cost of its latest scored epoch
-  uint32_t scored = 0;      ///< epochs scored
+  uint32_t epochs = 0;   ///< epochs run (scored or not)
+  double last_cost = 0;  ///< normalized cost of its latest scored epoch
+  uint32_t scored = 0;   ///< epochs scored
 };
 
 /// Lifecycle transitions, counted (stats).
@@ -125,7 +125,7 @@ struct LearnerCounters {
  *   rolled back.
  */
 class Learner {
- public:
+public:
   constexpr Learner() = default;
   explicit Learner(const LearnerParams& p, uint64_t seed = 0x5eed) { configure(p, seed); }
 
@@ -163,9 +163,9 @@ class Learner {
       ++counters_.scored_epochs;
     }
     switch (state_) {
-      case Lifecycle::kLearn: return learn_step(scored, c, signature);
-      case Lifecycle::kFrozen: return frozen_step(scored, c, signature);
-      case Lifecycle::kCanary: return canary_step(scored, c, signature);
+    case Lifecycle::kLearn: return learn_step(scored, c, signature);
+    case Lifecycle::kFrozen: return frozen_step(scored, c, signature);
+    case Lifecycle::kCanary: return canary_step(scored, c, signature);
     }
     return current_;
   }
@@ -182,7 +182,7 @@ class Learner {
     }
   }
 
- private:
+private:
   bool better(uint8_t a, uint8_t b) const {
     return board_[a].rating > board_[b].rating || (board_[a].rating == board_[b].rating && a < b);
   }
@@ -378,13 +378,13 @@ class Learner {
   uint8_t prev_ = 0;
   bool prev_valid_ = false;
   static constexpr unsigned kMaxWindows = 100;  ///< the windows option's upper bound
-  double window_[kMaxWindows] = {};  ///< costs of the current run, newest at window_len_ - 1
+  double window_[kMaxWindows] = {};             ///< costs of the current run, newest at window_len_ - 1
   unsigned window_len_ = 0;
   uint8_t frozen_ = 0;
   double reference_cost_ = 0;
   SizeSignature reference_sig_;
   unsigned degraded_ = 0;
-  uint16_t swept_ = 0;  ///< strategies scored since (re)learning began
+  uint16_t swept_ = 0;           ///< strategies scored since (re)learning began
   double scale_[3] = {0, 0, 0};  ///< per-component normalization, fixed at first sight
 };
 

@@ -38,7 +38,7 @@ struct StrategySnapshot {
  * at epoch boundaries, never per call.
  */
 class Selector {
- public:
+public:
   constexpr Selector() = default;
 
   /**
@@ -84,7 +84,7 @@ class Selector {
   /// Puts strategy `id` in force: the learner at an epoch boundary, tests, mallopt via init_fixed.
   void set_current(uint8_t id) { current_.store(id, std::memory_order_release); }
 
- private:
+private:
   std::atomic<uint8_t> current_{kFixedStrategy};
   std::atomic<uint64_t> fixed_[kFixedSlots] = {256 * 1024, 0, 0, 0};  // slot 12: the default threshold
 };

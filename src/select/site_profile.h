@@ -26,7 +26,7 @@ struct SiteProfileView {
  * bounded memory, no allocation, lock-free updates.
  */
 class SiteProfiles {
- public:
+public:
   static constexpr size_t kSlots = 256;
   static constexpr size_t kProbe = 8;
 
@@ -72,7 +72,7 @@ class SiteProfiles {
   /// Requests from sites that found no slot, or whose site is unknown (0).
   uint64_t other_requests() const { return other_.requests.load(std::memory_order_relaxed); }
 
- private:
+private:
   struct Slot {
     std::atomic<uintptr_t> site{0};
     std::atomic<uint64_t> requests{0};

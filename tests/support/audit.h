@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 /// Runs a->audit() (Allocator::audit) and fails the test with the broken invariant's message.
-#define EXPECT_AUDIT_OK(a)             \
-  do {                                 \
-    const auto r_ = (a)->audit();      \
-    EXPECT_TRUE(r_.ok) << r_.failure;  \
+#define EXPECT_AUDIT_OK(a)                                                                                             \
+  do {                                                                                                                 \
+    const auto r_ = (a)->audit();                                                                                      \
+    EXPECT_TRUE(r_.ok) << r_.failure;                                                                                  \
   } while (0)

@@ -64,7 +64,8 @@ void for_each_striped_range(uint64_t n, Striping s, Fn&& fn) {
 
 /// Writes the pattern keyed `key` over the striped ranges of an n-byte block.
 inline void fill_striped(void* p, uint64_t n, uint64_t key, Striping s) {
-  for_each_striped_range(n, s, [&](uint64_t off, uint64_t len) { fill_pattern(static_cast<unsigned char*>(p), off, len, key); });
+  for_each_striped_range(
+      n, s, [&](uint64_t off, uint64_t len) { fill_pattern(static_cast<unsigned char*>(p), off, len, key); });
 }
 
 /// The first byte of the striped ranges below min(n, keep) that breaks the pattern, or -1.

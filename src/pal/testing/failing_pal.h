@@ -15,7 +15,7 @@ namespace hakmem {
  */
 template <class Base>
 class FailingPal : public Base {
- public:
+public:
   static constexpr uint64_t kNever = ~uint64_t{0};
 
   /// The nth map call from now on (1-based) fails; kNever disables.
@@ -33,16 +33,14 @@ class FailingPal : public Base {
   uint64_t mapped_bytes() const { return mapped_.load(); }
 
   void* map(size_t len, Layer layer) { return admit(len) ? note(Base::map(len, layer), len) : nullptr; }
-  void* map_sparse(size_t len, Layer layer) {
-    return admit(len) ? note(Base::map_sparse(len, layer), len) : nullptr;
-  }
+  void* map_sparse(size_t len, Layer layer) { return admit(len) ? note(Base::map_sparse(len, layer), len) : nullptr; }
   bool unmap(ReleaseCapability cap, void* addr, size_t len) {
     const bool ok = Base::unmap(cap, addr, len);
     if (ok) mapped_.fetch_sub(len);
     return ok;
   }
 
- private:
+private:
   bool admit(size_t len) {
     const uint64_t n = maps_.fetch_add(1) + 1;
     bool fail = fail_all_.load() || n == fail_at_.load();

@@ -32,13 +32,11 @@ struct PalRecord {
  */
 template <class Base>
 class RecordingPal : public Base {
- public:
+public:
   static constexpr size_t kLogSize = 1 << 14;
 
   void* map(size_t len, Layer layer) { return log(PalOp::kMap, layer, Base::map(len, layer), len); }
-  void* map_sparse(size_t len, Layer layer) {
-    return log(PalOp::kMapSparse, layer, Base::map_sparse(len, layer), len);
-  }
+  void* map_sparse(size_t len, Layer layer) { return log(PalOp::kMapSparse, layer, Base::map_sparse(len, layer), len); }
   bool protect(void* addr, size_t len, Access access, Layer layer) {
     const bool ok = Base::protect(addr, len, access, layer);
     if (ok) log(PalOp::kProtect, layer, addr, len);
@@ -131,7 +129,7 @@ class RecordingPal : public Base {
     return true;
   }
 
- private:
+private:
   static size_t idx(PalOp op, Layer layer) {
     return static_cast<size_t>(op) * static_cast<size_t>(Layer::kCount) + static_cast<size_t>(layer);
   }

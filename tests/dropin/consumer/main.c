@@ -3,7 +3,6 @@
  * its own allocations through hak_stats_print_json and exits non-zero unless hakmem served
  * them (Pool and Map both) without reporting an error. */
 #include <hakmem/hakmem.h>
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
