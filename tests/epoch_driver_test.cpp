@@ -641,13 +641,11 @@ TEST_F(EpochDriverTest, ProcessCostChargesTheBytesOfTheEpochAfterTheFirst) {
   EXPECT_NEAR(c[2] / c[1], 0.5, 1e-12) << "epochs 2 and 3 are charged their own bytes";
 }
 
-// The first epoch's byte cost must be the bytes of that epoch only, as its fault cost is (the fault
-// count is taken at init). KNOWN BUG (src/front/epoch_driver.h, init()): process_cost_.last_faults
-// is set at init, but last_mapped_total is left 0, so the first epoch is charged every byte mapped
-// before learning began (the Registry's tables, the Pool's metadata, in the allocator everything
-// mapped before init), and since the learner fixes the byte scale at the first epoch, every later
-// epoch's byte cost is understated by that much. Disabled until src sets last_mapped_total at init.
-TEST_F(EpochDriverTest, DISABLED_ProcessCostChargesTheFirstEpochOnlyItsOwnBytes) {
+// The first epoch's byte cost must be the bytes of that epoch only, as its fault cost is: init()
+// takes both tallies. Were the bytes mapped before learning began (the Registry's tables, the
+// Pool's metadata) charged to the first epoch, the learner, which fixes the byte scale at the first
+// epoch, would understate every later epoch's byte cost by that much.
+TEST_F(EpochDriverTest, ProcessCostChargesTheFirstEpochOnlyItsOwnBytes) {
   ASSERT_GT(mapped_.load(), 0u) << "the rig has metadata mapped before init";
   const auto c = ProcessCosts(*this, Component::kBytes, {1 << 20, 2 << 20, 1 << 20});
   EXPECT_DOUBLE_EQ(c[0], 1.0);

@@ -74,7 +74,10 @@ public:
     epoch_ns_ = o.get(Opt::kEpochMs) * 1000000ull;
     deadline_ns_.store(p_.pal->now_ns() + epoch_ns_, std::memory_order_relaxed);
     process_cost_.owner = this;
+    // Each epoch is charged only its own faults and bytes: what was mapped before learning began
+    // (the Registry's tables, the Pool's metadata) is not the first epoch's cost.
     process_cost_.last_faults = p_.pal->minor_faults();
+    process_cost_.last_mapped_total = p_.mapped->load() + p_.unmapped->load();
     cost_source_ = &process_cost_;
   }
 
