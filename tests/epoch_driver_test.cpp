@@ -144,14 +144,16 @@ public:
   void Book(uint64_t calls, uint64_t spent = 1000, uintptr_t site = kSiteA, uint64_t size = kSize,
             ThreadHeap* h = nullptr) {
     for (uint64_t i = 0; i < calls; ++i) {
-      driver_->note_large((h != nullptr ? h : heap_)->counters, clock_checked_, size, site, spent, clock_checked_);
+      driver_->note_large((h != nullptr ? h : heap_)->learn, clock_checked_, size, site, spent, clock_checked_);
     }
   }
 
   uint64_t Epochs() const { return driver_->learner().counters().epochs; }
 
   uint64_t SumRequests() {
-    return static_cast<uint64_t>(pool_.sum_heaps([](const HeapCounters& c) { return c.large_requests.get(); }));
+    int64_t n = 0;
+    pool_.for_each_heap([&](const ThreadHeap* h) { n += h->learn.requests.get(); });
+    return static_cast<uint64_t>(n);
   }
 
   LinuxPal pal_;
@@ -303,11 +305,10 @@ TEST_F(EpochDriverTest, NoteLargeWeightsEveryCountBySample) {
     Init(LearnOptions(100000, sample));
     ASSERT_EQ(driver_->sample(), sample);
     Book(10, 250, kSiteA, kSize, h);
-    EXPECT_EQ(h->counters.large_requests.get(), static_cast<int64_t>(10 * sample));
-    EXPECT_EQ(h->counters.large_cycles.get(), static_cast<int64_t>(10 * 250 * sample));
+    EXPECT_EQ(h->learn.requests.get(), static_cast<int64_t>(10 * sample));
+    EXPECT_EQ(h->learn.cycles.get(), static_cast<int64_t>(10 * 250 * sample));
     for (size_t b = 0; b < kSizeBands; ++b) {
-      EXPECT_EQ(h->counters.large_bands[b].get(), b == size_band(kSize) ? static_cast<int64_t>(10 * sample) : 0)
-          << "band " << b;
+      EXPECT_EQ(h->learn.bands[b].get(), b == size_band(kSize) ? static_cast<int64_t>(10 * sample) : 0) << "band " << b;
     }
     StatsSnapshot s;
     driver_->fill_stats(s);
@@ -369,8 +370,8 @@ TEST_F(EpochDriverTest, TheBoundaryFoldsEveryHeapsCounters) {
   ASSERT_EQ(Epochs(), 1u);
   EXPECT_EQ(driver_->learner().counters().scored_epochs, 1u)
       << "40 + 60 requests on two heaps make one scored epoch of 100";
-  EXPECT_EQ(heap_->counters.large_requests.get(), 40);
-  EXPECT_EQ(other->counters.large_requests.get(), 60);
+  EXPECT_EQ(heap_->learn.requests.get(), 40);
+  EXPECT_EQ(other->learn.requests.get(), 60);
 }
 
 // "requests made while this boundary runs stay counted for the next epoch": a test cost source
@@ -422,28 +423,28 @@ TEST_F(EpochDriverTest, AnEpochEndsByTimeOnTheFirstClockCheckPastTheDeadline) {
   uint64_t checked = 0;
   const uint64_t reads0 = clock_.clock_reads();
   // Within one period: no clock read at all.
-  driver_->note_large(heap_->counters, checked, kSize, kSiteA, 100, kClockCheckCycles - 1);
+  driver_->note_large(heap_->learn, checked, kSize, kSiteA, 100, kClockCheckCycles - 1);
   EXPECT_EQ(clock_.clock_reads(), reads0) << "the clock is read at most once per period";
   EXPECT_EQ(checked, 0u);
   // A full period later: one read, before the deadline: the epoch goes on.
-  driver_->note_large(heap_->counters, checked, kSize, kSiteA, 100, kClockCheckCycles);
+  driver_->note_large(heap_->learn, checked, kSize, kSiteA, 100, kClockCheckCycles);
   EXPECT_EQ(clock_.clock_reads(), reads0 + 1);
   EXPECT_EQ(checked, kClockCheckCycles) << "the check time moves to `now`";
   EXPECT_EQ(Epochs(), 0u);
   // Past the deadline, but within the period since the last check: not noticed yet.
   clock_.advance_ms(6);
-  driver_->note_large(heap_->counters, checked, kSize, kSiteA, 100, 2 * kClockCheckCycles - 1);
+  driver_->note_large(heap_->learn, checked, kSize, kSiteA, 100, 2 * kClockCheckCycles - 1);
   EXPECT_EQ(Epochs(), 0u);
   // The next period's check sees the deadline passed: the epoch ends with its 4 requests.
-  driver_->note_large(heap_->counters, checked, kSize, kSiteA, 100, 2 * kClockCheckCycles);
+  driver_->note_large(heap_->learn, checked, kSize, kSiteA, 100, 2 * kClockCheckCycles);
   EXPECT_EQ(Epochs(), 1u);
   ASSERT_EQ(cost.asked.size(), 1u);
   EXPECT_EQ(driver_->learner().counters().scored_epochs, 0u) << "4 requests < min_samples: not scored";
   // The boundary set a new deadline 5 ms on: a check right after does not end another epoch.
-  driver_->note_large(heap_->counters, checked, kSize, kSiteA, 100, 3 * kClockCheckCycles);
+  driver_->note_large(heap_->learn, checked, kSize, kSiteA, 100, 3 * kClockCheckCycles);
   EXPECT_EQ(Epochs(), 1u);
   clock_.advance_ms(5);
-  driver_->note_large(heap_->counters, checked, kSize, kSiteA, 100, 4 * kClockCheckCycles);
+  driver_->note_large(heap_->learn, checked, kSize, kSiteA, 100, 4 * kClockCheckCycles);
   EXPECT_EQ(Epochs(), 2u);
 }
 
@@ -813,7 +814,7 @@ TEST_F(EpochDriverTest, ConcurrentBookingsAreCountedExactly) {
   auto worker = [&](ThreadHeap* h) {
     uint64_t checked = 0;
     while (!go.load()) std::this_thread::yield();
-    for (uint64_t i = 0; i < kPerThread; ++i) driver_->note_large(h->counters, checked, kSize, kSiteA, 1000, 0);
+    for (uint64_t i = 0; i < kPerThread; ++i) driver_->note_large(h->learn, checked, kSize, kSiteA, 1000, 0);
   };
   ThreadHeap* h1 = pool_.make_heap(1);
   ThreadHeap* h2 = pool_.make_heap(1);
@@ -823,8 +824,8 @@ TEST_F(EpochDriverTest, ConcurrentBookingsAreCountedExactly) {
   go.store(true);
   t1.join();
   t2.join();
-  EXPECT_EQ(h1->counters.large_requests.get(), static_cast<int64_t>(kPerThread));
-  EXPECT_EQ(h2->counters.large_requests.get(), static_cast<int64_t>(kPerThread));
+  EXPECT_EQ(h1->learn.requests.get(), static_cast<int64_t>(kPerThread));
+  EXPECT_EQ(h2->learn.requests.get(), static_cast<int64_t>(kPerThread));
   EXPECT_GE(Epochs(), 1u);
   EXPECT_EQ(Epochs(), cost.asked.size()) << "one cost per epoch";
   StatsSnapshot s;

@@ -103,7 +103,7 @@ protected:
   static uintptr_t User(const MapBlock* mb) { return mb->base + kHeaderSize; }
 
   bool Put(MapBlock* mb, uintptr_t u, Origin origin = Origin::kMalloc, uint64_t sized = kUnsized) {
-    return slots_.put(codec_, cell_, counters_, mb, u, origin, sized);
+    return slots_.put(codec_, cell_, mb, u, origin, sized);
   }
   bool Put(MapBlock* mb) { return Put(mb, User(mb)); }
 
@@ -112,9 +112,9 @@ protected:
                     mb->state,
                     mb->hdr_offset,
                     cell_.block.load(),
-                    counters_.slot_puts.get(),
-                    counters_.slot_bytes.get(),
-                    counters_.slot_hits.get(),
+                    cell_.puts.get(),
+                    cell_.bytes.get(),
+                    cell_.hits.get(),
                     counters_.map_held_bytes.get(),
                     counters_.map_frees.get()};
   }
@@ -195,8 +195,8 @@ TEST_F(LargeSlotTest, PutKeepsALiveBlockAndSealsItCached) {
   want.state = State::kCached;
   EXPECT_EQ(Fields(mb->base), want);
   // I7: counted in slot_bytes; map_held_bytes keeps counting it.
-  EXPECT_EQ(counters_.slot_puts.get(), 1);
-  EXPECT_EQ(counters_.slot_bytes.get(), static_cast<int64_t>(mb->length));
+  EXPECT_EQ(cell_.puts.get(), 1);
+  EXPECT_EQ(cell_.bytes.get(), static_cast<int64_t>(mb->length));
   EXPECT_EQ(counters_.map_held_bytes.get(), held);
   EXPECT_EQ(counters_.map_frees.get(), 0);
   const AuditLog log = AuditSlot();
@@ -216,7 +216,7 @@ TEST_F(LargeSlotTest, PutAcceptsABlockOfExactlyMaxBytes) {
   MapBlock* mb = Alloc(kMiBBlock);
   LargeSlots<Pal> exact;
   exact.init(mb->length);
-  EXPECT_TRUE(exact.put(codec_, cell_, counters_, mb, User(mb), Origin::kMalloc, kUnsized));
+  EXPECT_TRUE(exact.put(codec_, cell_, mb, User(mb), Origin::kMalloc, kUnsized));
   EXPECT_EQ(cell_.block.load(), mb);
 }
 
@@ -238,11 +238,11 @@ TEST_F(LargeSlotTest, PutRefusesABlockLargerThanMax) {
   LargeSlots<Pal> small;
   small.init(mb->length - 1);
   const Observed before = Observe(mb);
-  EXPECT_FALSE(small.put(codec_, cell_, counters_, mb, User(mb), Origin::kMalloc, kUnsized));
+  EXPECT_FALSE(small.put(codec_, cell_, mb, User(mb), Origin::kMalloc, kUnsized));
   EXPECT_TRUE(Observe(mb) == before);
   LargeSlots<Pal> off;
   off.init(0);
-  EXPECT_FALSE(off.put(codec_, cell_, counters_, mb, User(mb), Origin::kMalloc, kUnsized)) << "max 0: no slot";
+  EXPECT_FALSE(off.put(codec_, cell_, mb, User(mb), Origin::kMalloc, kUnsized)) << "max 0: no slot";
   EXPECT_TRUE(Observe(mb) == before);
 }
 
@@ -286,7 +286,7 @@ TEST_F(LargeSlotTest, PutRefusesAnAlignedBlock) {
   EXPECT_EQ(mb->state, State::kLive);
   EXPECT_EQ(std::memcmp(&fwd, reinterpret_cast<void*>(mb->base), sizeof(Header)), 0);
   EXPECT_EQ(std::memcmp(&real, reinterpret_cast<void*>(hdr), sizeof(Header)), 0);
-  EXPECT_EQ(counters_.slot_puts.get(), 0);
+  EXPECT_EQ(cell_.puts.get(), 0);
 }
 
 // Contract: I8: a double free (a header already Cached, or any state but Live) is refused, changing nothing.
@@ -296,7 +296,7 @@ TEST_F(LargeSlotTest, PutRefusesABlockAlreadyFreed) {
   ASSERT_TRUE(Put(mb));
   LargeSlotCell other;
   const Observed before = Observe(mb);
-  EXPECT_FALSE(slots_.put(codec_, other, counters_, mb, User(mb), Origin::kMalloc, kUnsized));
+  EXPECT_FALSE(slots_.put(codec_, other, mb, User(mb), Origin::kMalloc, kUnsized));
   EXPECT_EQ(other.block.load(), nullptr);
   EXPECT_TRUE(Observe(mb) == before);
   // Every state but Live is refused.
@@ -306,7 +306,7 @@ TEST_F(LargeSlotTest, PutRefusesABlockAlreadyFreed) {
     f.state = s;
     Forge(b, f);
     const Observed was = Observe(b);
-    EXPECT_FALSE(slots_.put(codec_, other, counters_, b, User(b), Origin::kMalloc, kUnsized)) << state_name(s);
+    EXPECT_FALSE(slots_.put(codec_, other, b, User(b), Origin::kMalloc, kUnsized)) << state_name(s);
     EXPECT_TRUE(Observe(b) == was) << state_name(s);
     EXPECT_EQ(other.block.load(), nullptr);
   }
@@ -422,7 +422,7 @@ TEST_F(LargeSlotTest, HandOutMakesTheBlockLiveWithTheStrategyInForce) {
   MapBlock* got = LargeSlots<Pal>::take(cell_, 960 * kKiB);
   ASSERT_EQ(got, mb);
   const uintptr_t site = 0x40abcd | (uintptr_t{0x7f} << 50);  // bits above 46 are not a site
-  void* p = LargeSlots<Pal>::hand_out(codec_, counters_, got, 960 * kKiB, site, Origin::kNewArray, 7);
+  void* p = LargeSlots<Pal>::hand_out(codec_, cell_, got, 960 * kKiB, site, Origin::kNewArray, 7);
   EXPECT_EQ(p, reinterpret_cast<void*>(User(mb)));
   // I3: the header records the strategy the request was served under, not the old one.
   HeaderFields want;
@@ -436,13 +436,13 @@ TEST_F(LargeSlotTest, HandOutMakesTheBlockLiveWithTheStrategyInForce) {
   EXPECT_EQ(mb->state, State::kLive);
   EXPECT_EQ(mb->hdr_offset, 0u);
   // I7: out of the slot, counted as a slot hit; map_held_bytes never moved.
-  EXPECT_EQ(counters_.slot_bytes.get(), 0);
-  EXPECT_EQ(counters_.slot_hits.get(), 1);
+  EXPECT_EQ(cell_.bytes.get(), 0);
+  EXPECT_EQ(cell_.hits.get(), 1);
   EXPECT_EQ(counters_.map_held_bytes.get(), held);
   EXPECT_EQ(counters_.map_allocs.get(), 1) << "a slot hit is not a Map allocation";
   // The block is an ordinary live one again: the next free may put it back.
   EXPECT_TRUE(Put(mb, User(mb), Origin::kNewArray, 960 * kKiB));
-  EXPECT_EQ(counters_.slot_puts.get(), 2);
+  EXPECT_EQ(cell_.puts.get(), 2);
 }
 
 // Contract: hand_out() writes the header at the block start, whatever offset the descriptor carried.
@@ -451,7 +451,7 @@ TEST_F(LargeSlotTest, HandOutResetsALeftoverHeaderOffset) {
   ASSERT_TRUE(Put(mb));
   ASSERT_EQ(LargeSlots<Pal>::take(cell_, kMiBBlock), mb);
   mb->hdr_offset = 4096;  // as a block once aligned would carry it
-  void* p = LargeSlots<Pal>::hand_out(codec_, counters_, mb, kMiBBlock, kSite, Origin::kMalloc, 1);
+  void* p = LargeSlots<Pal>::hand_out(codec_, cell_, mb, kMiBBlock, kSite, Origin::kMalloc, 1);
   EXPECT_EQ(p, reinterpret_cast<void*>(User(mb)));
   EXPECT_EQ(mb->hdr_offset, 0u);
   EXPECT_EQ(Fields(mb->base).state, State::kLive);
@@ -469,7 +469,7 @@ TEST_F(LargeSlotTest, ToCacheHandsTheBlockToBigCacheAndBooksTheFree) {
   LargeSlots<Pal>::to_cache(cache_, cell_, counters_);
   EXPECT_EQ(cell_.block.load(), nullptr);
   // I7: out of slot_bytes, and now a Map free: off map_held_bytes.
-  EXPECT_EQ(counters_.slot_bytes.get(), 0);
+  EXPECT_EQ(cell_.bytes.get(), 0);
   EXPECT_EQ(counters_.map_held_bytes.get(), held - static_cast<int64_t>(mb->length));
   EXPECT_EQ(cache_.blocks(), 1u);
   EXPECT_EQ(cache_.bytes(), mb->length);
@@ -490,7 +490,7 @@ TEST_F(LargeSlotTest, ToCacheOfAnEmptySlotDoesNothing) {
   LargeSlots<Pal>::to_cache(cache_, cell_, counters_);
   EXPECT_EQ(cache_.blocks(), 0u);
   EXPECT_EQ(cache_.counters().puts.load(), 0u);
-  EXPECT_EQ(counters_.slot_bytes.get(), 0);
+  EXPECT_EQ(cell_.bytes.get(), 0);
   EXPECT_EQ(counters_.map_held_bytes.get(), 0);
 }
 

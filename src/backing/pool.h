@@ -105,20 +105,11 @@ struct OwnedCounter {
 struct HeapCounters {
   OwnedCounter pool_allocs[SizeClasses::kCount];
   OwnedCounter pool_frees[SizeClasses::kCount];
-  // Map blocks. Allocations and frees the thread's large slot (Allocator) served are counted
-  // apart, so that a slot round trip costs two counter updates, not seven: map_allocs and
-  // map_frees count the others, and map_held_bytes the bytes of blocks live or in a slot, which
-  // the slot leaves unchanged. (Map's live bytes = held - slot bytes; its allocations = allocs +
-  // slot hits; its frees = frees + slot puts.)
+  // Map blocks. Allocations and frees that a layer above serves without the Map (the front's large
+  // slot, which counts them itself) are left out of map_allocs and map_frees, and map_held_bytes
+  // counts the bytes of blocks live or held above, which such a round trip leaves unchanged.
   OwnedCounter map_allocs, map_frees, map_held_bytes;
   OwnedCounter remote_frees;
-  // The thread's large slot: bytes of the block in it, blocks freed into it, and allocations it served.
-  OwnedCounter slot_bytes, slot_puts, slot_hits;
-  // Learn mode: requests of at least the smallest threshold, their large-path
-  // cycles, and their sizes by threshold band, each booked by the sampled request
-  // for its whole sample period (folded at epoch boundaries only).
-  OwnedCounter large_requests, large_cycles;
-  OwnedCounter large_bands[13];
 
   int64_t pool_live_bytes() const {
     int64_t bytes = 0;

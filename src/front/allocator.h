@@ -416,7 +416,7 @@ private:
       if (size < snap.threshold) return alloc_slow_pool(h, size, site, origin, snap.id);
       if (MapBlock* mb = LargeSlots<Pal>::take(h->slot, size)) {  // Map under the strategy just read (I3)
         if (driver_.learning()) --Threads::tls.sample_countdown;
-        return LargeSlots<Pal>::hand_out(codec_, h->counters, mb, size, site, origin, snap.id);
+        return LargeSlots<Pal>::hand_out(codec_, h->slot, mb, size, site, origin, snap.id);
       }
     }
     return alloc_slow_general(size, site, origin);
@@ -463,7 +463,7 @@ private:
     if (p != nullptr && threads_.has_heap()) {  // (no heap: the allocation failed before one existed)
       const uint64_t t1 = cycles();
       Threads::tls.sample_countdown = static_cast<uint32_t>(driver_.sample() - 1);
-      driver_.note_large(Threads::tls.heap->counters, Threads::tls.clock_checked, size, site & kSiteMask, t1 - t0, t1);
+      driver_.note_large(Threads::tls.heap->learn, Threads::tls.clock_checked, size, site & kSiteMask, t1 - t0, t1);
     }
     return p;
   }
@@ -489,7 +489,7 @@ private:
       return pool_path_.acquire(h, size, align, site, origin, snap.id);
     if (align <= kHeaderSize && !paranoid_) {
       if (MapBlock* mb = LargeSlots<Pal>::take(h->slot, size)) {
-        return LargeSlots<Pal>::hand_out(codec_, h->counters, mb, size, site, origin, snap.id);
+        return LargeSlots<Pal>::hand_out(codec_, h->slot, mb, size, site, origin, snap.id);
       }
     }
     return map_path_.acquire(h->counters, size, align, site, origin, snap.id, fresh);
@@ -518,13 +518,13 @@ private:
   /// free_fast()'s Map half: the block into the thread's large slot (LargeSlots::put()).
   HAKMEM_SLOW_PATH bool free_fast_slot(MapBlock* mb, uintptr_t u, Origin origin, uint64_t sized) {
     ThreadHeap* me = Threads::tls.heap;  // free_fast_pool() checked the thread's heap id
-    return slots_.put(codec_, me->slot, me->counters, mb, u, origin, sized);
+    return slots_.put(codec_, me->slot, mb, u, origin, sized);
   }
 
   /// free_entry()'s Map half: the thread's large slot, else every check with a report.
   HAKMEM_SLOW_PATH void free_entry_large(MapBlock* mb, uintptr_t u, uintptr_t site, Origin origin) {
     ThreadHeap* me = Threads::tls.heap;
-    if (!slots_.put(codec_, me->slot, me->counters, mb, u, origin, kUnsized)) {
+    if (!slots_.put(codec_, me->slot, mb, u, origin, kUnsized)) {
       free_general(reinterpret_cast<void*>(u), site, origin);
     }
   }

@@ -113,7 +113,7 @@ struct AllocatorAudit {
     // Map: each block is live, cached (BigCache or a slot) or pending, and its header says which.
     a.cache_.audit_for_testing(r, a.codec_);
     a.pool_.for_each_heap_for_testing([&](ThreadHeap* h) { a.slots_.audit_for_testing(r, a.codec_, h->slot); });
-    const uint64_t counted_slots = sum(a, &HeapCounters::slot_bytes);
+    const uint64_t counted_slots = a.slots_.sum(a.pool_, &LargeSlotCell::bytes);
     if (counted_slots != r.slots) r.fail("I7 slot bytes counter != walk", counted_slots, r.slots);
     a.releaser_.audit_for_testing(r);
     a.map_.for_each_block([&](MapBlock* mb) {

@@ -13,6 +13,17 @@
 namespace hakmem {
 
 /**
+ * A thread's learn-mode counters (each heap of the front's ThreadHeap has one; only its thread
+ * writes them): requests of at least the smallest threshold, their large-path cycles and their
+ * sizes by threshold band, each booked by the sampled request for its whole sample period, and
+ * folded at epoch boundaries only.
+ */
+struct LearnCounters {
+  OwnedCounter requests, cycles;
+  OwnedCounter bands[kSizeBands];
+};
+
+/**
  * Drives the learner in mode=learn (ARCHITECTURE.md, "Selector"). The large path books one
  * sampled request of every learn_sample per thread (note_large()); an epoch ends by request
  * count, by time, or early when it is clearly losing, and the boundary (one thread, under the
@@ -21,7 +32,7 @@ namespace hakmem {
  *
  * Everything here is touched at epoch boundaries only, under the epoch lock, except the request
  * trigger, the deadline and the early-end accumulator, which the large path updates.
- * `PoolT` sums the per-thread counters (Pool::sum_heaps()).
+ * The boundary sums the threads' LearnCounters over `PoolT`'s heaps (Pool::for_each_heap()).
  */
 template <class Pal, class PoolT>
 class EpochDriver {
@@ -95,11 +106,11 @@ public:
    * kClockCheckCycles of this thread's time-stamp counter (`now` is the request's end, in those
    * cycles).
    */
-  void note_large(HeapCounters& c, uint64_t& clock_checked, uint64_t size, uintptr_t site, uint64_t spent,
+  void note_large(LearnCounters& c, uint64_t& clock_checked, uint64_t size, uintptr_t site, uint64_t spent,
                   uint64_t now) {
-    c.large_requests.add(static_cast<int64_t>(sample_));
-    c.large_bands[size_band(size)].add(static_cast<int64_t>(sample_));
-    c.large_cycles.add(static_cast<int64_t>(spent * sample_));
+    c.requests.add(static_cast<int64_t>(sample_));
+    c.bands[size_band(size)].add(static_cast<int64_t>(sample_));
+    c.cycles.add(static_cast<int64_t>(spent * sample_));
     sites_.note(site, size, sample_);
     const uint64_t n = requests_.fetch_add(sample_, std::memory_order_relaxed) + sample_;
     if (n >= epoch_target_) {
@@ -135,13 +146,13 @@ public:
     // What the trigger counted so far; requests made while this boundary runs stay counted for
     // the next epoch (storing 0 would drop them and stretch the next epoch).
     const uint64_t triggered = requests_.load(std::memory_order_relaxed);
-    const uint64_t requests = sum(&HeapCounters::large_requests);
-    const uint64_t spent = sum(&HeapCounters::large_cycles);
+    uint64_t requests = 0, spent = 0;
     SizeSignature now;
-    for (size_t b = 0; b < kSizeBands; ++b) {
-      now.count[b] =
-          static_cast<uint64_t>(p_.pool->sum_heaps([b](const HeapCounters& c) { return c.large_bands[b].get(); }));
-    }
+    p_.pool->for_each_heap([&](const auto* h) {
+      requests += static_cast<uint64_t>(h->learn.requests.get());
+      spent += static_cast<uint64_t>(h->learn.cycles.get());
+      for (size_t b = 0; b < kSizeBands; ++b) now.count[b] += static_cast<uint64_t>(h->learn.bands[b].get());
+    });
     SizeSignature sig;
     for (size_t b = 0; b < kSizeBands; ++b) sig.count[b] = now.count[b] - seen_bands_.count[b];
     const uint64_t n = requests - seen_requests_;
@@ -206,10 +217,6 @@ private:
   /// Time-stamp counter cycles between a thread's reads of the clock for the epoch deadline
   /// (2^19: 0.1-0.5 ms at 1-5 GHz, far below the shortest epoch_ms of 1 ms).
   static constexpr uint64_t kClockCheckCycles = uint64_t{1} << 19;
-
-  uint64_t sum(OwnedCounter HeapCounters::*c) {
-    return static_cast<uint64_t>(p_.pool->sum_heaps([c](const HeapCounters& hc) { return (hc.*c).get(); }));
-  }
 
   /// The early-end bound (large-path cycles per request) of an epoch about to run `next`: early_end
   /// times the cheapest time per request measured for any other strategy; 0 (no bound) when

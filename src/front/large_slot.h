@@ -19,6 +19,9 @@ namespace hakmem {
  */
 struct LargeSlotCell {
   std::atomic<MapBlock*> block{nullptr};
+  /// Written by the owning thread only: bytes of the block in the slot, blocks freed into it, and
+  /// allocations it served (stats and audit sum them over every heap with sum()).
+  OwnedCounter bytes, puts, hits;
 };
 
 /**
@@ -27,12 +30,12 @@ struct LargeSlotCell {
  * a Pool free; the thread's next large request it suits takes it back. No lock and no locked
  * instruction on either side.
  *
- * Accounting (I7): a block in a slot is counted in its heap's slot_bytes, and map_held_bytes
+ * Accounting (I7): a block in a slot is counted in its cell's `bytes`, and the heap's map_held_bytes
  * keeps counting it (the slot's put and take leave it unchanged, so a round trip costs two
  * counter updates); to_cache() moves it to BigCache and books it as a Map free then.
  *
  * A fork while a thread is between the stores of put() or take() leaves the child a block
- * counted in slot_bytes but in no slot: leaked, as is any block a thread that does not survive a
+ * counted in the cell's bytes but in no slot: leaked, as is any block a thread that does not survive a
  * fork was holding, and I7's sum still holds.
  */
 template <class Pal>
@@ -55,10 +58,10 @@ public:
   }
 
   /// Hands out a block take() returned: live again, its header written with the strategy in force (I3).
-  static HAKMEM_FAST_PATH void* hand_out(const HeaderCodec& codec, HeapCounters& counters, MapBlock* mb, uint64_t size,
+  static HAKMEM_FAST_PATH void* hand_out(const HeaderCodec& codec, LargeSlotCell& cell, MapBlock* mb, uint64_t size,
                                          uintptr_t site, Origin origin, uint8_t strategy) {
-    counters.slot_bytes.add(-static_cast<int64_t>(mb->length));
-    counters.slot_hits.add(1);
+    cell.bytes.add(-static_cast<int64_t>(mb->length));
+    cell.hits.add(1);
     mb->hdr_offset = 0;
     mb->state = State::kLive;
     track_alloc(mb->base + kHeaderSize, mb->base + kHeaderSize, mb->capacity_at(0));
@@ -79,8 +82,8 @@ public:
    * live_header_ok() (exact pointer, Map/Live/origin, size, checksum). Then it is sealed Cached.
    * False changes nothing.
    */
-  HAKMEM_FAST_PATH bool put(const HeaderCodec& codec, LargeSlotCell& cell, HeapCounters& counters, MapBlock* mb,
-                            uintptr_t u, Origin origin, uint64_t sized) const {
+  HAKMEM_FAST_PATH bool put(const HeaderCodec& codec, LargeSlotCell& cell, MapBlock* mb, uintptr_t u, Origin origin,
+                            uint64_t sized) const {
     const uintptr_t block = u - kHeaderSize;
     if (mb->length > max_ || mb->cls == LargeClasses::kUncached || block != mb->base ||
         cell.block.load(std::memory_order_relaxed) != nullptr) {
@@ -90,8 +93,8 @@ public:
     if (!live_header_ok(codec, block, Method::kMap, origin, mb->capacity_at(0), sized, &sum)) return false;
     codec.seal_live_in_place(sum, State::kCached, reinterpret_cast<void*>(block));
     mb->state = State::kCached;
-    counters.slot_puts.add(1);
-    counters.slot_bytes.add(static_cast<int64_t>(mb->length));
+    cell.puts.add(1);
+    cell.bytes.add(static_cast<int64_t>(mb->length));
     track_free(u, mb->capacity_at(0));
     cell.block.store(mb, std::memory_order_relaxed);
     return true;
@@ -105,9 +108,33 @@ public:
     MapBlock* mb = cell.block.load(std::memory_order_relaxed);
     if (mb == nullptr) return;
     cell.block.store(nullptr, std::memory_order_relaxed);
-    counters.slot_bytes.add(-static_cast<int64_t>(mb->length));
+    cell.bytes.add(-static_cast<int64_t>(mb->length));
     counters.map_held_bytes.add(-static_cast<int64_t>(mb->length));  // the free the put did not count
     cache.put(mb, HeaderCodec::load(reinterpret_cast<void*>(mb->base)).site());
+  }
+
+  /**
+   * The slots' part of a stats snapshot, after fill_heap_stats(): slot bytes, hits and the limit,
+   * and the Map's allocations, frees and live bytes made whole (a slot hit is a Map allocation, a
+   * put a Map free, and the Map's held bytes count the blocks in slots, which are not live).
+   */
+  template <class Stats, class PoolT>
+  void fill_stats(Stats& s, PoolT& pool) const {
+    s.slot_max = max_;
+    s.slot_bytes = sum(pool, &LargeSlotCell::bytes);
+    s.slot_hits = sum(pool, &LargeSlotCell::hits);
+    s.map_allocs += s.slot_hits;
+    s.map_frees += sum(pool, &LargeSlotCell::puts);
+    // Read apart while threads run, the two sums may miss each other's last update: never below 0.
+    s.map_live_bytes = s.map_live_bytes > s.slot_bytes ? s.map_live_bytes - s.slot_bytes : 0;
+  }
+
+  /// One of the slots' counters summed over every heap of `pool` (each heap has its slot cell).
+  template <class PoolT>
+  static uint64_t sum(PoolT& pool, OwnedCounter LargeSlotCell::*c) {
+    int64_t total = 0;
+    pool.for_each_heap([&](const auto* h) { total += (h->slot.*c).get(); });
+    return static_cast<uint64_t>(total);
   }
 
   /**

@@ -60,9 +60,10 @@ struct StatsSnapshot {
 };
 
 /**
- * Fills the fields a snapshot derives from the threads' counters (HeapCounters, summed over every
- * heap by pool.sum_heaps()) and from the Pool. Map's live bytes, allocations and frees include
- * what the large slots did: see HeapCounters.
+ * Fills the fields a snapshot derives from the threads' backing counters (HeapCounters, summed
+ * over every heap by pool.sum_heaps()) and from the Pool. The Map's allocations, frees and live
+ * bytes are the Map's own here; LargeSlots::fill_stats(), called next, adds what the large slots
+ * served (see HeapCounters).
  */
 template <class PoolT>
 void fill_heap_stats(StatsSnapshot& s, PoolT& pool) {
@@ -75,13 +76,9 @@ void fill_heap_stats(StatsSnapshot& s, PoolT& pool) {
   s.remote_frees = sum(&HeapCounters::remote_frees);
   s.pool_span_bytes = pool.span_bytes();
   s.pool_spans = pool.span_count();
-  s.slot_bytes = sum(&HeapCounters::slot_bytes);
-  s.slot_hits = sum(&HeapCounters::slot_hits);
-  s.map_allocs = sum(&HeapCounters::map_allocs) + s.slot_hits;
-  s.map_frees = sum(&HeapCounters::map_frees) + sum(&HeapCounters::slot_puts);
-  // Read apart while threads run, the two sums may miss each other's last update: never below 0.
-  const uint64_t held = sum(&HeapCounters::map_held_bytes);
-  s.map_live_bytes = held > s.slot_bytes ? held - s.slot_bytes : 0;
+  s.map_allocs = sum(&HeapCounters::map_allocs);
+  s.map_frees = sum(&HeapCounters::map_frees);
+  s.map_live_bytes = sum(&HeapCounters::map_held_bytes);
 }
 
 /**
@@ -97,7 +94,7 @@ struct AllocatorStats {
     s.strategy = snap.id;
     s.threshold = snap.threshold;
     fill_heap_stats(s, a.pool_);
-    s.slot_max = a.slots_.max();
+    a.slots_.fill_stats(s, a.pool_);
     a.cache_.fill_stats(s);
     a.releaser_.fill_stats(s);
     s.mapped_bytes = a.mapped_.load();

@@ -8,6 +8,7 @@
 
 #include "backing/backing.h"
 #include "core/core.h"
+#include "front/epoch_driver.h"
 #include "front/large_slot.h"
 #include "front/quarantine.h"
 
@@ -16,7 +17,8 @@ namespace hakmem {
 /// A thread's heap as the front keeps it: backing's Heap (span lists, counters) plus the
 /// front's per-thread state, which backing knows nothing about.
 struct ThreadHeap : Heap {
-  LargeSlotCell slot;          ///< the thread's large slot (LargeSlots)
+  LargeSlotCell slot;          ///< the thread's large slot and its counters (LargeSlots)
+  LearnCounters learn;         ///< learn mode: the thread's sampled large requests (EpochDriver)
   void* owner = nullptr;       ///< the allocator the heap belongs to (for the thread-exit hook)
   LocalQuarantine quarantine;  ///< paranoid mode: this thread's newest freed blocks (owner only)
 };
