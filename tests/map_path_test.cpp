@@ -360,6 +360,24 @@ TEST_F(ParanoidMapPathTest, AFailedProtectAtReleaseIsCounted) {
   EXPECT_EQ(r().path.protect_failures(), 1u);
 }
 
+// Contract ("same place, same pattern", paranoid): a hit refused because the block's pages cannot
+// be made accessible again puts the block back under its own allocation site, not the requester's:
+// site A's request still finds A's block ahead of a newer block of site B.
+TEST_F(ParanoidMapPathTest, ARefusedHitKeepsTheBlockUnderItsOwnSite) {
+  ASSERT_NE(BigCache<Rig::Pal>::bucket_of(kSiteA), BigCache<Rig::Pal>::bucket_of(kSiteB));
+  void* a = Acquire(kSize, kSiteA);
+  void* d = Acquire(kSize, kSiteB);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(d, nullptr);
+  Release(a);  // the only cached block, under A
+  r().pal.fail_protect.store(true);
+  EXPECT_EQ(Acquire(kSize, kSiteB), nullptr) << "site B's request takes A's block and is refused";
+  r().pal.fail_protect.store(false);
+  Release(d);  // newer, under B
+  EXPECT_EQ(Acquire(kSize, kSiteA), a) << "A's block went back under A, not under the requester B";
+  EXPECT_EQ(Acquire(kSize, kSiteB), d);
+}
+
 // I12 (paranoid): a cached block whose pages cannot be made accessible again is not handed out:
 // nullptr with ENOMEM, no fresh map in its place, and the block stays cached and inaccessible.
 TEST_F(ParanoidMapPathTest, AFailedUnprotectRefusesTheHitWithEnomem) {

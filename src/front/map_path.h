@@ -60,7 +60,8 @@ public:
     const uint32_t cls = LargeClasses::class_of(payload);
     MapBlock* mb = p_.cache->take(site, cls, payload, 0);
     if (mb != nullptr && p_.paranoid && !unprotect(mb)) {
-      p_.cache->put(mb, site);  // still Cached and inaccessible: back where it was
+      // Still Cached and inaccessible: back where it was, under its allocation site (release()).
+      p_.cache->put(mb, HeaderCodec::load(reinterpret_cast<void*>(mb->base)).site());
       errno = ENOMEM;
       return nullptr;
     }
