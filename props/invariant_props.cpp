@@ -5,9 +5,13 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "commands.h"
+#include "support/report.h"
 
 using namespace hakmem_props;
 
@@ -358,6 +362,54 @@ HAKMEM_PROP(Invariants, I8_MisuseReportedNeverActedOn, ()) {
   h.check_contents();
   h.drain();
   h.teardown_and_check();
+}
+
+// I8, freed Pool blocks: a write after free that overwrites a freed block's free-list link
+// (random bytes, a live block's address, null, a flipped bit, another freed block's link) is
+// reported once, at the allocation that meets it, naming the block; no allocation on the way
+// hands out a live block, the forged value, or one block twice.
+HAKMEM_PROP(Invariants, I8_CorruptedFreeLinkReportedNeverFollowed, ()) {
+  Harness h(base_options());
+  run_commands(h);
+  const uint64_t size = *rc::gen::inRange<uint64_t>(1, 1025);
+  void* other = h.alloc(size, 0, 0x70, Origin::kMalloc);
+  void* victim = h.alloc(size, 0, 0x80, Origin::kMalloc);
+  RC_PRE(nonnull(other) && nonnull(victim));
+  const auto p = reinterpret_cast<uintptr_t>(victim), q = reinterpret_cast<uintptr_t>(other);
+  RC_PRE(h.live().at(p).kind == ExtentKind::kPoolSpan);
+  const bool same_span = h.a().registry_for_testing().lookup(p) == h.a().registry_for_testing().lookup(q);
+  h.free(q);
+  h.free(p);
+  uint64_t link;
+  memcpy(&link, victim, sizeof(link));
+  const int kind = static_cast<int>(*rc::gen::arbitrary<uint32_t>() % (same_span ? 5u : 4u));
+  const uintptr_t target = h.pick(*rc::gen::arbitrary<uint32_t>());
+  uint64_t forged = 0;
+  switch (kind) {
+  case 0: forged = *rc::gen::arbitrary<uint64_t>(); break;
+  case 1: forged = target; break;
+  case 2: forged = 0; break;
+  case 3: forged = link ^ uint64_t { 1 } << *rc::gen::inRange(0, 64); break;
+  default: memcpy(&forged, other, sizeof(forged)); break;  // q's link, sealed for q's address
+  }
+  RC_PRE(forged != link);
+  RC_TAG(kind);
+  memcpy(victim, &forged, sizeof(forged));
+  const uint64_t before = h.a().error_count(Verdict::kCorruptedLink);
+  std::set<uintptr_t> got;
+  for (int i = 0; i < 20000 && h.a().error_count(Verdict::kCorruptedLink) == before; ++i) {
+    const auto x = reinterpret_cast<uintptr_t>(h.a().alloc(size, 0x90));
+    RC_ASSERT(x != 0);
+    RC_ASSERT(h.live().count(x) == 0u);  // never a live block
+    RC_ASSERT(x != forged);
+    RC_ASSERT(got.insert(x).second);  // never twice
+  }
+  RC_ASSERT(h.a().error_count(Verdict::kCorruptedLink) == before + 1);
+  RC_ASSERT(h.reports().find(std::string("corrupted free list of ") + hakmem_test::hex(victim)) != std::string::npos);
+  h.expect_error();
+  h.reports().clear();
+  for (uintptr_t x : got) RC_ASSERT(h.a().free(reinterpret_cast<void*>(x), 0x91) == Verdict::kOk);
+  h.teardown_and_check();  // the blocks past the cut are lost, but every byte still goes back
 }
 
 // I9: BigCache eviction goes to the releaser, never straight to the OS. With a small cache and

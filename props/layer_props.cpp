@@ -114,6 +114,48 @@ HAKMEM_PROP(Layers, HeaderMovedRejected, ()) {
   hs.teardown_and_check();
 }
 
+// Pool word (header/pool_seal.h): a word sealed for random fields at a random address opens to
+// exactly those fields there, and not after any one- or two-bit flip, nor at an address one or
+// two bits away (exhaustive over the bit positions, for random secrets).
+HAKMEM_PROP(Layers, PoolWordEveryFlipAndMoveDetected, ()) {
+  PoolSeal seal;
+  seal.set_secret(*rc::gen::arbitrary<uint64_t>());
+  PoolFields f;
+  f.tag = *rc::gen::element(PoolTag::kLive, PoolTag::kFree, PoolTag::kForward);
+  f.origin = *rc::gen::element(Origin::kMalloc, Origin::kNew, Origin::kNewArray, Origin::kAligned);
+  f.strategy = static_cast<uint8_t>(*rc::gen::inRange(0, 16));
+  f.size = *rc::gen::inRange<uint64_t>(0, PoolPayload::kMaxSize + 1);
+  const uintptr_t u = *gen_address();
+  const uint64_t word = seal.seal(PoolPayload::make(f), seal.key(u));
+  const uint64_t opened = seal.open(word, seal.key(u));
+  RC_ASSERT(PoolPayload::valid(opened));
+  RC_ASSERT(PoolPayload::fields(opened) == f);
+  for (unsigned j = 0; j < 64; ++j) {
+    for (unsigned i = 0; i <= j; ++i) {
+      const uint64_t flip = uint64_t{1} << j | uint64_t{1} << i;  // one bit when i == j
+      RC_ASSERT(!PoolPayload::valid(seal.open(word ^ flip, seal.key(u))));
+      RC_ASSERT(!PoolPayload::valid(seal.open(word, seal.key(u ^ flip))));
+    }
+  }
+}
+
+// Free-list links (header/pool_seal.h): a link sealed for a random next index at a random
+// address opens to it there; a random value, a raw pointer near it, a flipped link, or the link
+// of another block opens past any span's block count (2048), so the pop that meets it reports.
+HAKMEM_PROP(Layers, FreeLinkForgedRejected, ()) {
+  PoolSeal seal;
+  seal.set_secret(*rc::gen::arbitrary<uint64_t>());
+  const uintptr_t u = *gen_address();
+  const uint64_t next = *rc::gen::inRange<uint64_t>(0, 2049);
+  const uint64_t link = seal.seal_link(next, seal.key(u));
+  RC_ASSERT(seal.open_link(link, seal.key(u)) == next);
+  const uintptr_t elsewhere = *gen_address();
+  RC_PRE(elsewhere != u);
+  const uint64_t forged[] = {*rc::gen::arbitrary<uint64_t>(), u + 16 * *rc::gen::inRange<uint64_t>(0, 4096),
+                             link ^ uint64_t{1} << *rc::gen::inRange(0, 64), seal.seal_link(next, seal.key(elsewhere))};
+  for (const uint64_t f : forged) RC_ASSERT(seal.open_link(f, seal.key(u)) > 2048u);
+}
+
 // Size classes: monotone, and every size has exactly the smallest class that holds it (Pool
 // classes up to kMaxUsable; large classes up to 1 GiB, uncached above).
 HAKMEM_PROP(Layers, SizeClassesMonotoneAndCover, ()) {

@@ -897,6 +897,99 @@ TEST_F(MisuseTest, DoubleFreeAfterFreeingThreadExited) {
 
 // ---------------------------------------------------------------- default mode aborts
 
+// ---------------------------------------------------------------- a write after free into a free-list link
+
+/// The first 8 bytes of a freed Pool block: its free-list link.
+uint64_t LinkOf(const void* p) {
+  uint64_t v;
+  memcpy(&v, p, sizeof(v));
+  return v;
+}
+void SetLink(void* p, uint64_t v) { memcpy(p, &v, sizeof(v)); }
+
+// A freed Pool block's link overwritten by a write after free (text, a raw pointer to a live
+// block, a null pointer, the address of a local, the link of another freed block of the span)
+// is reported at the next allocation of its class, naming the block, its size and who allocated
+// it; no allocation hands out a block that is live, the forged target, or the same block twice.
+TEST_F(MisuseTest, CorruptedFreeLinkIsReportedAtTheNextAllocationNeverFollowed) {
+  int local = 0;
+  for (int kind = 0; kind < 5; ++kind) {
+    SCOPED_TRACE(kind);
+    void* keep = a()->alloc(48, kAllocSite);  // live neighbours, one of them the forgery's target
+    void* p = a()->alloc(48, kAllocSite);
+    void* q = a()->alloc(48, kAllocSite);
+    void* r = a()->alloc(48, kAllocSite);
+    ASSERT_TRUE(keep != nullptr && p != nullptr && q != nullptr && r != nullptr);
+    ASSERT_EQ(a()->free(r, 0), Verdict::kOk);
+    ASSERT_EQ(a()->free(p, 0), Verdict::kOk);  // p heads its span's free list, its link names r
+    const uint64_t forged[] = {0x4141414141414141ull, reinterpret_cast<uintptr_t>(q), 0,
+                               reinterpret_cast<uintptr_t>(&local), LinkOf(r)};
+    SetLink(p, forged[kind]);
+    const uint64_t before = a()->error_count(Verdict::kCorruptedLink);
+    cap_.text.clear();
+    std::vector<void*> got;
+    for (int i = 0; i < 64; ++i) {
+      void* x = a()->alloc(48, 0x99);
+      ASSERT_NE(x, nullptr);
+      for (void* live : {keep, q}) ASSERT_NE(x, live) << "a live block handed out";
+      ASSERT_NE(reinterpret_cast<uintptr_t>(x), forged[kind]);
+      for (void* g : got) ASSERT_NE(x, g) << "handed out twice";
+      got.push_back(x);
+    }
+    EXPECT_EQ(a()->error_count(Verdict::kCorruptedLink), before + 1);
+    ExpectReport(cap_.text, {Verdict::kCorruptedLink, p, 48, kAllocSite, 0});
+    for (void* g : got) EXPECT_EQ(a()->free(g, 0), Verdict::kOk);
+    EXPECT_EQ(a()->free(keep, 0), Verdict::kOk);
+    EXPECT_EQ(a()->free(q, 0), Verdict::kOk);
+    cap_.text.clear();
+  }
+}
+
+// The link of a block freed by another thread, on its span's remote stack: overwritten
+// after a remote free, it is reported when the owner drains the stack (here at its trim), and
+// the block past it is never followed.
+TEST_F(MisuseTest, CorruptedRemoteLinkIsReportedAtTheOwnersDrain) {
+  void* keep = a()->alloc(100, kAllocSite);
+  void* p = a()->alloc(100, kAllocSite);
+  void* q = a()->alloc(100, kAllocSite);
+  ASSERT_TRUE(keep != nullptr && p != nullptr && q != nullptr);
+  std::thread t([&] {
+    EXPECT_EQ(a()->free(q, 0), Verdict::kOk);  // the remote stack: q, then p on top
+    EXPECT_EQ(a()->free(p, 0), Verdict::kOk);
+  });
+  t.join();
+  SetLink(p, LinkOf(p) ^ 0x10);  // one flipped bit
+  cap_.text.clear();
+  a()->flush();  // drains this thread's spans' remote stacks
+  EXPECT_EQ(a()->error_count(Verdict::kCorruptedLink), 1u);
+  ExpectReport(cap_.text, {Verdict::kCorruptedLink, p, 100, kAllocSite, 0});
+  std::vector<void*> got;
+  for (int i = 0; i < 64; ++i) {
+    void* x = a()->alloc(100, 0x99);
+    ASSERT_NE(x, nullptr);
+    ASSERT_NE(x, keep);
+    for (void* g : got) ASSERT_NE(x, g) << "handed out twice";
+    got.push_back(x);
+  }
+  for (void* g : got) EXPECT_EQ(a()->free(g, 0), Verdict::kOk);
+  EXPECT_EQ(a()->free(keep, 0), Verdict::kOk);
+}
+
+TEST(MisuseDeathTest, CorruptedFreeLinkAbortsByDefault) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        ScopedAllocator<TestConfig> a;
+        void* keep = a->alloc(100, kAllocSite);
+        void* p = a->alloc(100, kAllocSite);
+        a->free(p, kFreeSite);
+        memset(p, 'A', 8);
+        a->alloc(100, kAllocSite);
+        a->free(keep, kFreeSite);
+      },
+      "hakmem: corrupted free list of 0x[0-9a-f]+ \\(100 bytes, allocated at 0x1234\\)");
+}
+
 TEST(MisuseDeathTest, DoubleFreeAbortsByDefault) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(

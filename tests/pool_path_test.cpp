@@ -114,6 +114,12 @@ protected:
     return r().path.acquire(r().me, size, align, kSite, origin, kStrategy);
   }
   static uintptr_t U(const void* p) { return reinterpret_cast<uintptr_t>(p); }
+  /// The user pointer of the first block on s's free list (0 when empty), and of its remote stack.
+  static uintptr_t Head(const Span* s) { return s->free != 0 ? s->user_of(s->free) : 0; }
+  static uintptr_t RemoteHead(const Span* s) {
+    const uint32_t i = s->remote.load();
+    return i != 0 ? s->user_of(i) : 0;
+  }
   Span* SpanOf(const void* p) { return static_cast<Span*>(r().registry.lookup(U(p))); }
   /// Validator::locate() of p, as the general path sees it.
   Verdict Locate(const void* p, Located* at, Origin origin = Origin::kMalloc) {
@@ -121,7 +127,7 @@ protected:
   }
   bool FreeFast(void* p, Origin origin = Origin::kMalloc, uint64_t sized = kUnsized, ThreadHeap* as = nullptr) {
     ThreadHeap* h = as != nullptr ? as : r().me;
-    return r().path.free_fast(r().codec, SpanOf(p), U(p), origin, sized, [h] { return h; });
+    return r().path.free_fast(r().codec, r().pool, SpanOf(p), U(p), origin, sized, [h] { return h; });
   }
   /// Frees p through the general path (locate, then release) as heap `as`.
   void Release(void* p, ThreadHeap* as) {
@@ -151,23 +157,23 @@ protected:
 // off the list; a class with no span, or whose span has only carved (never freed) blocks, has none.
 TEST_F(PoolPathTest, PopHeadTakesFreedBlocksNewestFirst) {
   const size_t c = SizeClasses::class_of(48);
-  EXPECT_EQ(Path::pop_head(r().me, c), nullptr) << "no span yet";
+  EXPECT_EQ(Path::pop_head(r().pool, r().me, c), 0u) << "no span yet";
   void* a = Acquire(48);
   void* b = Acquire(48);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
-  EXPECT_EQ(Path::pop_head(r().me, c), nullptr) << "carving is Pool::alloc()'s, not pop_head()'s";
+  EXPECT_EQ(Path::pop_head(r().pool, r().me, c), 0u) << "carving is Pool::alloc()'s, not pop_head()'s";
   ASSERT_TRUE(FreeFast(a));
   ASSERT_TRUE(FreeFast(b));
-  FreeBlock* first = Path::pop_head(r().me, c);
-  ASSERT_NE(first, nullptr);
-  EXPECT_EQ(Path::block_of(first), U(b) - kHeaderSize) << "the newest free first; block_of() is its header";
-  FreeBlock* second = Path::pop_head(r().me, c);
-  ASSERT_NE(second, nullptr);
-  EXPECT_EQ(Path::block_of(second), U(a) - kHeaderSize);
-  EXPECT_EQ(Path::pop_head(r().me, c), nullptr);
-  EXPECT_EQ(SpanOf(a)->free, nullptr) << "both taken off the span's list";
-  EXPECT_EQ(Path::pop_head(r().other, c), nullptr) << "another heap's lists are its own";
+  const uintptr_t first = Path::pop_head(r().pool, r().me, c);
+  ASSERT_NE(first, 0u);
+  EXPECT_EQ(first, U(b) - kHeaderSize) << "the newest free first, as its block start";
+  const uintptr_t second = Path::pop_head(r().pool, r().me, c);
+  ASSERT_NE(second, 0u);
+  EXPECT_EQ(second, U(a) - kHeaderSize);
+  EXPECT_EQ(Path::pop_head(r().pool, r().me, c), 0u);
+  EXPECT_EQ(SpanOf(a)->free, 0u) << "both taken off the span's list";
+  EXPECT_EQ(Path::pop_head(r().pool, r().other, c), 0u) << "another heap's lists are its own";
 }
 
 // I2, I3: hand_out() writes one live Pool header with the strategy in force and the masked site,
@@ -204,20 +210,20 @@ TEST_F(PoolPathTest, FreeFastFreesALiveBlockOntoItsSpansList) {
     freed.state = State::kFree;
     EXPECT_EQ(Fields(U(p) - kHeaderSize), freed);
     EXPECT_EQ(r().me->counters.pool_frees[c].get(), frees + 1);
-    EXPECT_EQ(U(SpanOf(p)->free), U(p)) << "the link lives at the user pointer";
+    EXPECT_EQ(Head(SpanOf(p)), U(p)) << "the link lives at the user pointer";
     Located at;
     EXPECT_EQ(Locate(p, &at, o), Verdict::kDoubleFree) << "freed means not live";
-    FreeBlock* b = Path::pop_head(r().me, c);
-    ASSERT_NE(b, nullptr);
-    EXPECT_EQ(Path::block_of(b), U(p) - kHeaderSize);
+    const uintptr_t b = Path::pop_head(r().pool, r().me, c);
+    ASSERT_NE(b, 0u);
+    EXPECT_EQ(b, U(p) - kHeaderSize);
   }
 }
 
 /// Everything free_fast() could change: the header, the span's lists and both heaps' counters.
 struct FastState {
   Header h;
-  FreeBlock* free;
-  FreeBlock* remote;
+  uint32_t free;
+  uint32_t remote;
   int64_t frees, other_frees, remote_frees;
   bool operator==(const FastState& o) const {
     return h.lo == o.h.lo && h.hi == o.h.hi && free == o.free && remote == o.remote && frees == o.frees &&
@@ -302,10 +308,10 @@ TEST_F(PoolPathTest, FreeFastOfAnotherHeapsSpanGoesToItsRemoteStack) {
   void* p = Acquire(96);
   ASSERT_NE(p, nullptr);
   Span* s = SpanOf(p);
-  FreeBlock* const owner_list = s->free;
+  const uint32_t owner_list = s->free;
   ASSERT_TRUE(FreeFast(p, Origin::kMalloc, kUnsized, r().other));
   EXPECT_EQ(s->free, owner_list) << "the owner's list is the owner's";
-  EXPECT_EQ(U(s->remote.load()), U(p));
+  EXPECT_EQ(RemoteHead(s), U(p));
   EXPECT_EQ(r().other->counters.pool_frees[s->cls].get(), 1);
   EXPECT_EQ(r().other->counters.remote_frees.get(), 1);
   EXPECT_EQ(r().me->counters.pool_free_count(), 0);
@@ -325,12 +331,12 @@ TEST_F(PoolPathTest, FreeFastOfAnotherHeapsSpanGoesToItsRemoteStack) {
   ASSERT_EQ(SpanOf(q), s);
   ASSERT_EQ(SpanOf(w), s);
   r().path.free_remote(r().other, s, seal_free(q));
-  EXPECT_EQ(U(s->remote.load()), U(q));
-  EXPECT_EQ(U(s->remote.load()->next), U(p));
+  EXPECT_EQ(RemoteHead(s), U(q));
+  EXPECT_EQ(s->user_of(r().pool.open_link(RemoteHead(s))), U(p)) << "its link, opened, names p";
   EXPECT_EQ(r().other->counters.remote_frees.get(), 2);
   r().path.free_remote(r().me, s, seal_free(w));
-  EXPECT_EQ(U(s->free), U(w)) << "as the owner: the local list";
-  EXPECT_EQ(U(s->remote.load()), U(q)) << "the remote stack is left for the owner's drain";
+  EXPECT_EQ(Head(s), U(w)) << "as the owner: the local list";
+  EXPECT_EQ(RemoteHead(s), U(q)) << "the remote stack is left for the owner's drain";
 }
 
 // Contract: a block of this thread's span that sits on the full list is freed through Pool::free(),
@@ -349,7 +355,7 @@ TEST_F(PoolPathTest, FreeFastOfAFullSpanMovesItBackToThePartialList) {
   ASSERT_TRUE(s->in_full);
   ASSERT_TRUE(FreeFast(first));
   EXPECT_FALSE(s->in_full);
-  EXPECT_EQ(U(s->free), U(first));
+  EXPECT_EQ(Head(s), U(first));
   bool listed = false;
   for (Span* x = r().me->partial[c].head; x != nullptr; x = x->next) listed |= x == s;
   EXPECT_TRUE(listed) << "the span is on the partial list again";
@@ -424,13 +430,13 @@ TEST_F(PoolPathTest, ReleaseSealsFreeAndReturnsTheBlockStart) {
   r().path.release(at, r().me, kFreeSite);
   EXPECT_EQ(Fields(at.header), (HeaderFields{Method::kPool, State::kFree, Origin::kAligned, kStrategy, 300, kSite}));
   EXPECT_EQ(r().me->counters.pool_frees[c].get(), 1);
-  EXPECT_EQ(U(SpanOf(p)->free), at.block + kHeaderSize);
+  EXPECT_EQ(Head(SpanOf(p)), at.block + kHeaderSize);
   Located again;
   EXPECT_EQ(Locate(p, &again), Verdict::kDoubleFree);
   EXPECT_EQ(again.h.size(), 300u) << "the report can name the size";
-  FreeBlock* b = Path::pop_head(r().me, c);
-  ASSERT_NE(b, nullptr);
-  EXPECT_EQ(Path::block_of(b), at.block);
+  const uintptr_t b = Path::pop_head(r().pool, r().me, c);
+  ASSERT_NE(b, 0u);
+  EXPECT_EQ(b, at.block);
 }
 
 // Contract: a thread without a heap (me == nullptr) frees into the shared orphan counters and the
@@ -443,8 +449,8 @@ TEST_F(PoolPathTest, ReleaseWithoutAHeapCountsInTheOrphanSet) {
   Release(p, nullptr);
   EXPECT_EQ(r().pool.orphan_counters().pool_frees[c].get(), orphan + 1);
   EXPECT_EQ(r().me->counters.pool_free_count(), 0);
-  EXPECT_EQ(U(SpanOf(p)->remote.load()), U(p));
-  EXPECT_EQ(SpanOf(p)->free, nullptr);
+  EXPECT_EQ(RemoteHead(SpanOf(p)), U(p));
+  EXPECT_EQ(SpanOf(p)->free, 0u);
 }
 
 // ================================================================== paranoid mode
@@ -472,8 +478,8 @@ TEST_F(ParanoidPoolPathTest, ReleaseQuarantinesAndSpillMovesTheRingToTheSharedOn
   Located at;
   ASSERT_EQ(Locate(p, &at), Verdict::kOk);
   r().path.release(at, r().me, kFreeSite);
-  EXPECT_EQ(s->free, nullptr) << "held, not reusable";
-  EXPECT_EQ(s->remote.load(), nullptr);
+  EXPECT_EQ(s->free, 0u) << "held, not reusable";
+  EXPECT_EQ(s->remote.load(), 0u);
   EXPECT_EQ(r().quarantine.held_bytes(), s->block_size);
   EXPECT_EQ(r().me->quarantine.fifo.count(), 1u);
   const uint64_t room = Validator<Rig::Pal>::capacity_of(at);
@@ -486,7 +492,7 @@ TEST_F(ParanoidPoolPathTest, ReleaseQuarantinesAndSpillMovesTheRingToTheSharedOn
   r().path.spill(r().me);
   EXPECT_EQ(r().me->quarantine.fifo.count(), 0u);
   EXPECT_EQ(r().quarantine.held_bytes(), s->block_size) << "moved, not released";
-  EXPECT_EQ(s->free, nullptr);
+  EXPECT_EQ(s->free, 0u);
   EXPECT_EQ(r().cap.text, "");
 }
 
@@ -499,7 +505,7 @@ TEST_F(ParanoidPoolPathTest, ReuseChecksTheFillAndReportsAWriteAfterFree) {
   ASSERT_NE(p, nullptr);
   Span* s = SpanOf(p);
   Release(p, r().me);
-  EXPECT_EQ(U(s->free), U(p)) << "no quarantine: straight back";
+  EXPECT_EQ(Head(s), U(p)) << "no quarantine: straight back";
   EXPECT_EQ(Acquire(100), p) << "an intact freed block is reused";
   EXPECT_EQ(r().reporter.count(Verdict::kWriteAfterFree), 0u);
   Release(p, r().me);

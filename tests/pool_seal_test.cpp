@@ -146,8 +146,8 @@ TEST(PoolSeal, ForeignValuesInALinkOpenPastAnyBlockCount) {
       const uint64_t link = s.seal_link(i + 1, s.key(u));
       // What a use after free writes: a raw pointer (the block's own, a neighbour's, null), text,
       // all ones; and a link copied from another block of the span.
-      for (uint64_t forged : {uint64_t{u}, uint64_t{u + 32}, uint64_t{0}, uint64_t{0x4141414141414141},
-                              ~uint64_t{0}, uint64_t{i + 2}, s.seal_link(i + 2, s.key(u + 32))}) {
+      for (uint64_t forged : {uint64_t{u}, uint64_t{u + 32}, uint64_t{0}, uint64_t{0x4141414141414141}, ~uint64_t{0},
+                              uint64_t{i + 2}, s.seal_link(i + 2, s.key(u + 32))}) {
         EXPECT_GT(s.open_link(forged, s.key(u)), kBlockBound) << "secret " << secret << " block " << i;
       }
       EXPECT_GT(s.open_link(link, s.key(u + 32)), kBlockBound);

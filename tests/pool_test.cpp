@@ -264,7 +264,7 @@ TEST(Pool, AlignedAllocRejectsANonPowerOfTwo) {
 // A freed aligned block must stay auditable and be seen as a double free: the
 // free-list link must not land on the real header. With align=32 and a class
 // whose blocks are 64-aligned, the real header sits at block+16, exactly where
-// Pool::free writes its FreeBlock link.
+// Pool::free writes its free-list link.
 TEST(Pool, FreedAlignedBlockKeepsItsHeader) {
   ScopedAllocator<TestConfig> a(PoolOptions());
   std::vector<void*> freed;
@@ -789,9 +789,9 @@ TEST(PoolMetadata, SpanLinesSeparateWhoWritesThem) {
         static_cast<const void*>(&s->in_full), static_cast<const void*>(&s->owner)}) {
     EXPECT_EQ(line(f), 0u);
   }
-  // Written by the owner on every allocation and free of its blocks.
-  for (const void* f :
-       {static_cast<const void*>(&s->free), static_cast<const void*>(&s->prev), static_cast<const void*>(&s->next)}) {
+  // Written by the owner on every allocation and free of its blocks (and user0, which only its pops read).
+  for (const void* f : {static_cast<const void*>(&s->free), static_cast<const void*>(&s->prev),
+                        static_cast<const void*>(&s->next), static_cast<const void*>(&s->user0)}) {
     EXPECT_EQ(line(f), 1u);
   }
   EXPECT_EQ(line(&s->remote), 2u) << "other threads' frees";

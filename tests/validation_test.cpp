@@ -905,7 +905,8 @@ TEST(Reporter, CountsEachVerdictOnItsOwnAndWritesOneLineEach) {
   rep.set_sink(&Capture::sink, &cap);
   const Verdict kinds[] = {Verdict::kCorrupted,    Verdict::kDoubleFree,       Verdict::kInvalidPointer,
                            Verdict::kMisaligned,   Verdict::kMismatchedOrigin, Verdict::kMethodMismatch,
-                           Verdict::kSizeMismatch, Verdict::kOverflow,         Verdict::kWriteAfterFree};
+                           Verdict::kSizeMismatch, Verdict::kOverflow,         Verdict::kWriteAfterFree,
+                           Verdict::kCorruptedLink};
   Located at;
   size_t lines = 0;
   for (size_t i = 0; i < std::size(kinds); ++i) {

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <iterator>
 #include <type_traits>
@@ -12,14 +13,14 @@
 #include "backing/registry.h"
 #include "backing/size_classes.h"
 #include "core/core.h"
+#include "header/header.h"
 #include "pal/pal.h"
 
 namespace hakmem {
 
-/// The link a free Pool block keeps in its first user bytes (the header stays intact).
-struct FreeBlock {
-  FreeBlock* next;
-};
+/// Bytes of the link a free Pool block keeps in its first user bytes (the header stays intact):
+/// the next block's index + 1, sealed with PoolSeal::seal_link() and the block's own address.
+constexpr size_t kLinkSize = sizeof(uint64_t);
 
 struct Heap;
 struct MapBlock;
@@ -36,19 +37,26 @@ struct MapBlock;
 struct alignas(64) Span : Extent {
   uint32_t cls = 0;
   uint32_t block_size = 0;
-  uint64_t inverse = 0;                   ///< odd_inverse(block_size's odd factor): exact_quotient() of a block offset
-  uint32_t capacity = 0;                  ///< blocks that fit
-  std::atomic<uint32_t> carved{0};        ///< blocks handed out at least once (owner writes; freeing threads read)
-  uint8_t shift = 0;                      ///< block_size's power-of-two factor, for exact_quotient()
-  bool in_full = false;                   ///< which owner list holds it
-  std::atomic<Heap*> owner{nullptr};      ///< nullptr while abandoned
-  alignas(64) FreeBlock* free = nullptr;  ///< owner-only free list
+  uint64_t inverse = 0;               ///< odd_inverse(block_size's odd factor): exact_quotient() of a block offset
+  uint32_t capacity = 0;              ///< blocks that fit
+  std::atomic<uint32_t> carved{0};    ///< blocks handed out at least once (owner writes; freeing threads read)
+  uint8_t shift = 0;                  ///< block_size's power-of-two factor, for exact_quotient()
+  bool in_full = false;               ///< which owner list holds it
+  std::atomic<Heap*> owner{nullptr};  ///< nullptr while abandoned
+  alignas(64) uint32_t free = 0;      ///< owner-only free list: its first block's index + 1, 0 when empty
   Span* prev = nullptr;
   Span* next = nullptr;
-  uint64_t magic = 0;  ///< div_magic(block_size): the block holding an interior pointer (slow path only)
-  alignas(64) std::atomic<FreeBlock*> remote{nullptr};  ///< frees from other threads (Treiber stack)
+  uint64_t magic = 0;   ///< div_magic(block_size): the block holding an interior pointer (slow path only)
+  uintptr_t user0 = 0;  ///< base + 16 - block_size: block index + 1 `i` has user pointer user0 + i * block_size
+  alignas(64) std::atomic<uint32_t> remote{0};  ///< frees from other threads (Treiber stack of index + 1)
 
-  bool has_room() const { return free != nullptr || carved.load(std::memory_order_relaxed) < capacity; }
+  bool has_room() const { return free != 0 || carved.load(std::memory_order_relaxed) < capacity; }
+  /// The user pointer of the block with index + 1 `i`.
+  uintptr_t user_of(uint64_t i) const { return user0 + i * block_size; }
+  /// The index + 1 of the block starting at `block` (a block start of this span).
+  uint32_t index1_of(uintptr_t block) const {
+    return static_cast<uint32_t>(exact_quotient(block - base, inverse, shift)) + 1;
+  }
 };
 // (Where each field lands is checked by pool_test's PoolMetadata.SpanLinesSeparateWhoWritesThem.)
 static_assert(alignof(Span) == 64 && sizeof(Span) == 192, "a span is three cache lines");
@@ -158,6 +166,19 @@ struct PageRange {
   size_t len;
 };
 
+/**
+ * Told of a free-list link that does not open to a block of its span (a write after free, or a
+ * forgery): the span and the user pointer of the block holding the link. The list is cut there,
+ * so no block is ever handed out from a corrupted link; the blocks past the cut stay unusable.
+ */
+struct BadLink {
+  void (*fn)(void* ctx, const Span* s, uintptr_t u) = nullptr;
+  void* ctx = nullptr;
+  void operator()(const Span* s, uintptr_t u) const {
+    if (fn != nullptr) fn(ctx, s, u);
+  }
+};
+
 /// Hands a mapping the backing cannot keep to the releaser (the only unmapper).
 struct GiveBack {
   void (*fn)(void* ctx, uintptr_t base, size_t len) = nullptr;
@@ -170,6 +191,10 @@ struct GiveBack {
  * nothing), freed blocks keep their header (state Free) so a double free is
  * seen, and a free from a thread that does not own the span goes onto the
  * span's remote stack, to be drained by the owner: never dropped.
+ *
+ * Free lists hold block indices, each link sealed with the secret and its own address
+ * (PoolSeal). A link is opened before it is followed, and must name a carved block of the
+ * same span: anything else is told to the BadLink sink and the list is cut there.
  */
 template <class Pal, class HeapT = Heap>
 class Pool {
@@ -177,7 +202,10 @@ class Pool {
   static_assert(kMetaLine + sizeof(HeapT) <= 2 * kMetaPage, "a heap must not reach a third page");
 
 public:
-  void init(Pal* pal, Registry<Pal>* registry, std::atomic<uint64_t>* tally, GiveBack give_back) {
+  void init(Pal* pal, Registry<Pal>* registry, std::atomic<uint64_t>* tally, GiveBack give_back, uint64_t secret = 0,
+            BadLink bad_link = {}) {
+    if (secret != 0) seal_.set_secret(secret);
+    bad_link_ = bad_link;
     pal_ = pal;
     registry_ = registry;
     tally_ = tally;
@@ -238,16 +266,18 @@ public:
   uintptr_t alloc(Heap* h, size_t c) {
     Span* s = h->partial[c].head;
     if (s != nullptr) {
-      if (s->free != nullptr) return take_free(s);
+      if (s->free != 0) {
+        if (const uintptr_t b = take_free(s)) return b;  // (else its list was cut: carve)
+      }
       const uint32_t k = s->carved.load(std::memory_order_relaxed);
       if (k < s->capacity) {
         // Freed blocks before fresh ones: the span behind the head has some when a free took it
         // off the full list. The head, with room left to carve, goes to the back. (A head with
         // neither goes to the full list in alloc_slow(), after its remote frees are drained.)
-        if (Span* next = s->next; next != nullptr && next->free != nullptr) {
+        if (Span* next = s->next; next != nullptr && next->free != 0) {
           h->partial[c].remove(s);
           h->partial[c].push_back(s);
-          return take_free(next);
+          if (const uintptr_t b = take_free(next)) return b;
         }
         s->carved.store(k + 1, std::memory_order_relaxed);  // single writer: no RMW needed
         return s->base + uintptr_t{k} * s->block_size;
@@ -256,12 +286,35 @@ public:
     return alloc_slow(h, c);
   }
 
-  /// The first block of s's free list, taken off it (the block start); the list is not empty.
-  static uintptr_t take_free(Span* s) {
-    FreeBlock* b = s->free;
-    s->free = b->next;
-    return reinterpret_cast<uintptr_t>(b) - kHeaderSize;
+  /// The first block of s's free list, taken off it (the block start); the list is not empty. 0
+  /// when its link is corrupted: that is reported and the list cut, the block left where it is.
+  uintptr_t take_free(Span* s) {
+    const uintptr_t u = s->user_of(s->free);
+    const uint64_t next = open_link(u);
+    if (__builtin_expect(next > s->carved.load(std::memory_order_relaxed), 0)) {
+      bad_link_(s, u);
+      s->free = 0;
+      return 0;
+    }
+    s->free = static_cast<uint32_t>(next);
+    return u - kHeaderSize;
   }
+
+  /// The next index + 1 that the link of free block u (user pointer) of s names, unchecked.
+  HAKMEM_FAST_PATH uint64_t open_link(uintptr_t u) const {
+    uint64_t link;
+    memcpy(&link, reinterpret_cast<const void*>(u), sizeof(link));
+    return seal_.open_link(link, seal_.key(u));
+  }
+
+  /// Writes the link of block u naming `next` (an index + 1, 0 for the end).
+  HAKMEM_FAST_PATH void write_link(uintptr_t u, uint64_t next) const {
+    const uint64_t link = seal_.seal_link(next, seal_.key(u));
+    memcpy(reinterpret_cast<void*>(u), &link, sizeof(link));
+  }
+
+  /// The seal of the links (its secret set by init()).
+  const PoolSeal& seal() const { return seal_; }
 
   /**
    * The start of the block containing p, or 0 when p is not inside a block
@@ -279,10 +332,11 @@ public:
    * `me` owns the span, else onto the remote stack.
    */
   void free(Heap* me, Span* s, uintptr_t block) {
-    auto* b = reinterpret_cast<FreeBlock*>(block + kHeaderSize);
+    const uintptr_t u = block + kHeaderSize;
+    const uint32_t i = s->index1_of(block);
     if (me != nullptr && s->owner.load(std::memory_order_relaxed) == me) {
-      b->next = s->free;
-      s->free = b;
+      write_link(u, s->free);
+      s->free = i;
       if (s->in_full) {
         me->full[s->cls].remove(s);
         s->in_full = false;
@@ -290,10 +344,10 @@ public:
       }
       return;
     }
-    FreeBlock* head = s->remote.load(std::memory_order_relaxed);
+    uint32_t head = s->remote.load(std::memory_order_relaxed);
     do {
-      b->next = head;
-    } while (!s->remote.compare_exchange_weak(head, b, std::memory_order_acq_rel, std::memory_order_relaxed));
+      write_link(u, head);
+    } while (!s->remote.compare_exchange_weak(head, i, std::memory_order_acq_rel, std::memory_order_relaxed));
     if (me != nullptr) me->counters.remote_frees.add(1);
     if (Heap* owner = s->owner.load(std::memory_order_acquire)) {
       // Read before writing: with the bit already set, a read-modify-write would only
@@ -320,7 +374,7 @@ public:
     PageRange batch[64];
     size_t n = 0;
     const auto take = [&](Span* s) {
-      s->free = nullptr;
+      s->free = 0;
       s->carved.store(0, std::memory_order_relaxed);
       batch[n++] = PageRange{s->base, s->length};
       if (n == std::size(batch)) {
@@ -390,8 +444,7 @@ public:
     uint64_t live = 0;
     spans_.for_each_live([&](Span* s) {
       uint64_t free_blocks = s->capacity - s->carved.load();
-      for (FreeBlock* b = s->free; b != nullptr; b = b->next) ++free_blocks;
-      for (FreeBlock* b = s->remote.load(); b != nullptr; b = b->next) ++free_blocks;
+      free_blocks += list_length(s, s->free) + list_length(s, s->remote.load());
       const uint64_t tail = s->length - uint64_t{s->capacity} * s->block_size;
       free_bytes += free_blocks * s->block_size + tail;
       live += (uint64_t{s->capacity} - free_blocks) * s->block_size;
@@ -449,23 +502,58 @@ public:
   }
 
 private:
-  static void drain_remote(Span* s) {
-    FreeBlock* list = s->remote.exchange(nullptr, std::memory_order_acquire);
-    while (list != nullptr) {
-      FreeBlock* next = list->next;
-      list->next = s->free;
-      s->free = list;
-      list = next;
+  /// Moves s's remote frees onto its free list, each link opened and checked on the way; a
+  /// corrupted one is reported and ends the walk (the blocks past it stay unusable), and so does
+  /// a walk longer than the carved count (a cycle, which only racing double frees can make).
+  void drain_remote(Span* s) {
+    uint64_t i = s->remote.exchange(0, std::memory_order_acquire);
+    const uint32_t carved = s->carved.load(std::memory_order_relaxed);
+    for (uint32_t n = 0; i != 0; ++n) {
+      const uintptr_t u = s->user_of(i);
+      if (__builtin_expect(n == carved, 0)) {
+        bad_link_(s, u);
+        return;
+      }
+      const uint64_t next = open_link(u);
+      write_link(u, s->free);
+      s->free = static_cast<uint32_t>(i);
+      if (__builtin_expect(next > carved, 0)) {
+        bad_link_(s, u);
+        return;
+      }
+      i = next;
     }
   }
 
+  /// Blocks on the list starting at index + 1 `i` of s, up to its first corrupted link, and at most
+  /// the carved count (TestOnly and trim: the caller owns s or guarantees quiescence).
+  uint64_t list_length(const Span* s, uint64_t i) const {
+    const uint32_t carved = s->carved.load(std::memory_order_relaxed);
+    uint64_t n = 0;
+    while (i != 0 && i <= carved && n <= carved) {
+      ++n;
+      i = open_link(s->user_of(i));
+    }
+    return n;
+  }
+
   /// True when s has carved blocks and every one is free (its remote frees drained first): a
-  /// walk of its free list, for a trim only. The caller owns s.
-  static bool all_free(Span* s) {
+  /// walk of its free list, for a trim only. The caller owns s. A corrupted link is reported (and
+  /// the list cut there) like at an allocation, so the span is not empty.
+  bool all_free(Span* s) {
     drain_remote(s);
     const uint32_t carved = s->carved.load(std::memory_order_relaxed);
-    uint32_t free = 0;
-    for (FreeBlock* b = s->free; b != nullptr && free <= carved; b = b->next) ++free;
+    uint64_t free = 0;
+    for (uint64_t i = s->free; i != 0 && free <= carved; ++free) {
+      const uintptr_t u = s->user_of(i);
+      const uint64_t next = open_link(u);
+      if (__builtin_expect(next > carved, 0)) {
+        bad_link_(s, u);
+        write_link(u, 0);  // the block stays free, the rest is cut off
+        return false;
+      }
+      i = next;
+    }
     return carved != 0 && free == carved;
   }
 
@@ -537,6 +625,7 @@ private:
     s->shift = static_cast<uint8_t>(__builtin_ctz(s->block_size));
     s->inverse = odd_inverse(s->block_size >> s->shift);
     s->capacity = static_cast<uint32_t>(len / s->block_size);
+    s->user0 = s->base + kHeaderSize - s->block_size;
     s->owner.store(h, std::memory_order_relaxed);
     if (!registry_->assign(s->base, len, s)) {
       spans_.destroy(s);
@@ -551,6 +640,8 @@ private:
   Registry<Pal>* registry_ = nullptr;
   std::atomic<uint64_t>* tally_ = nullptr;
   GiveBack give_back_;
+  PoolSeal seal_{};
+  BadLink bad_link_{};
   ObjectPool<Span, Pal> spans_;
   ObjectPool<HeapT, Pal> heaps_;
   SpinLock lists_lock_;

@@ -87,10 +87,9 @@ public:
     if (__builtin_expect(size < kMinThreshold && Threads::tls.id == threads_.fast_id(), 1)) {
       ThreadHeap* h = Threads::tls.heap;
       const size_t c = SizeClasses::class_of(size);
-      FreeBlock* b = PoolPath<Pal>::pop_head(h, c);
-      if (__builtin_expect(b == nullptr, 0)) return alloc_refill(h, c, size, site, origin);
-      return PoolPath<Pal>::hand_out(codec_, h, c, PoolPath<Pal>::block_of(b), size, site, origin,
-                                     selector_.current_id());
+      const uintptr_t b = PoolPath<Pal>::pop_head(pool_, h, c);
+      if (__builtin_expect(b == 0, 0)) return alloc_refill(h, c, size, site, origin);
+      return PoolPath<Pal>::hand_out(codec_, h, c, b, size, site, origin, selector_.current_id());
     }
     return alloc_slow(size, site, origin);
   }
@@ -355,7 +354,10 @@ private:
         [](void* ctx, uintptr_t base, size_t len) { static_cast<Allocator*>(ctx)->releaser_.add_raw(base, len); },
         this};
     if (!registry_.init(&pal_, &mapped_)) return false;
-    pool_.init(&pal_, &registry_, &mapped_, give_back);
+    const BadLink bad_link{
+        [](void* ctx, const Span* s, uintptr_t u) { static_cast<Allocator*>(ctx)->pool_path_.report_bad_link(s, u); },
+        this};
+    pool_.init(&pal_, &registry_, &mapped_, give_back, secret, bad_link);
     map_.init(&pal_, &registry_, &mapped_, give_back);
     zero_.init(&pal_, &mapped_, give_back);
     const uint64_t decay_ns = opts_.get(Opt::kDecayMs) * 1000000ull;
@@ -426,9 +428,9 @@ private:
   /// block when it has one, else the general path.
   HAKMEM_SLOW_PATH void* alloc_slow_pool(ThreadHeap* h, size_t size, uintptr_t site, Origin origin, uint8_t strategy) {
     const size_t c = SizeClasses::class_of(size);
-    if (FreeBlock* b = PoolPath<Pal>::pop_head(h, c)) {
+    if (const uintptr_t b = PoolPath<Pal>::pop_head(pool_, h, c)) {
       if (driver_.learning()) --Threads::tls.sample_countdown;  // (size >= kMinThreshold here)
-      return PoolPath<Pal>::hand_out(codec_, h, c, PoolPath<Pal>::block_of(b), size, site, origin, strategy);
+      return PoolPath<Pal>::hand_out(codec_, h, c, b, size, site, origin, strategy);
     }
     return alloc_slow_general(size, site, origin);
   }
@@ -512,7 +514,8 @@ private:
       if (e->kind == ExtentKind::kMapBlock) *mb = static_cast<MapBlock*>(e);
       return false;
     }
-    return pool_path_.free_fast(codec_, static_cast<Span*>(e), u, origin, sized, [] { return Threads::tls.heap; });
+    return pool_path_.free_fast(codec_, pool_, static_cast<Span*>(e), u, origin, sized,
+                                [] { return Threads::tls.heap; });
   }
 
   /// free_fast()'s Map half: the block into the thread's large slot (LargeSlots::put()).

@@ -38,17 +38,20 @@ public:
   };
   void init(const Parts& parts) { p_ = parts; }
 
-  /// The first free block of class c's head span, taken off its list, or nullptr when there is
-  /// none: the two loads the short Pool paths share.
-  static HAKMEM_FAST_PATH FreeBlock* pop_head(Heap* h, size_t c) {
+  /**
+   * The start of the first free block of class c's head span, taken off its list, or 0 when there
+   * is none, or when its link does not open to a carved block of the span: the list is then left
+   * as it is, for Pool::alloc() on the slow path to report and cut.
+   */
+  static HAKMEM_FAST_PATH uintptr_t pop_head(const PoolT& pool, Heap* h, size_t c) {
     Span* s = h->partial[c].head;
-    FreeBlock* b = s != nullptr ? s->free : nullptr;
-    if (b != nullptr) s->free = b->next;
-    return b;
+    if (s == nullptr || s->free == 0) return 0;
+    const uintptr_t u = s->user_of(s->free);
+    const uint64_t next = pool.open_link(u);
+    if (__builtin_expect(next > s->carved.load(std::memory_order_relaxed), 0)) return 0;
+    s->free = static_cast<uint32_t>(next);
+    return u - kHeaderSize;
   }
-
-  /// The start of the block whose free-list link is b (its header).
-  static HAKMEM_FAST_PATH uintptr_t block_of(FreeBlock* b) { return reinterpret_cast<uintptr_t>(b) - kHeaderSize; }
 
   /// Writes a plain Pool block's header (the strategy in force, I3) and counts it.
   static HAKMEM_FAST_PATH void* hand_out(const HeaderCodec& codec, Heap* h, size_t c, uintptr_t block, size_t size,
@@ -73,18 +76,16 @@ public:
    * False changes nothing.
    */
   template <class GetHeap>
-  HAKMEM_FAST_PATH bool free_fast(const HeaderCodec& codec, Span* s, uintptr_t u, Origin origin, uint64_t sized,
-                                  GetHeap&& heap) {
+  HAKMEM_FAST_PATH bool free_fast(const HeaderCodec& codec, const PoolT& pool, Span* s, uintptr_t u, Origin origin,
+                                  uint64_t sized, GetHeap&& heap) {
     const uintptr_t block = u - kHeaderSize;
     // p - 16 must start a block handed out: its offset a multiple of the block size, and its
     // index below the carved count. exact_quotient() is the index of a multiple and more than any
     // block count otherwise, so one compare checks both. (An offset that wraps, p < base + 16, or
     // that an address above bit 46 makes huge (Registry::lookup_initialized()), is past every
     // count too.)
-    const uint64_t off = block - s->base;
-    if (__builtin_expect(exact_quotient(off, s->inverse, s->shift) >= s->carved.load(std::memory_order_relaxed), 0)) {
-      return false;
-    }
+    const uint64_t index = exact_quotient(block - s->base, s->inverse, s->shift);
+    if (__builtin_expect(index >= s->carved.load(std::memory_order_relaxed), 0)) return false;
     uint32_t sum;
     if (__builtin_expect(!live_header_ok(codec, block, Method::kPool, origin, s->block_size - kHeaderSize, sized, &sum),
                          0)) {
@@ -93,15 +94,14 @@ public:
     codec.seal_live_in_place(sum, State::kFree, reinterpret_cast<void*>(block));
     ThreadHeap* me = heap();
     me->counters.pool_frees[s->cls].add(1);
-    track_free(u, s->block_size - kHeaderSize, sizeof(FreeBlock));
+    track_free(u, s->block_size - kHeaderSize, kLinkSize);
     if (__builtin_expect(s->owner.load(std::memory_order_relaxed) == me && !s->in_full, 1)) {
       // The address passes through an empty asm (no instruction), so the compiler does not take
       // p's provenance (a test may pass the address of a local) for the block's.
       uintptr_t link = u;
       asm("" : "+r"(link));
-      auto* b = reinterpret_cast<FreeBlock*>(link);
-      b->next = s->free;
-      s->free = b;
+      pool.write_link(link, s->free);
+      s->free = static_cast<uint32_t>(index + 1);
     } else {
       free_remote(me, s, block);
     }
@@ -156,8 +156,25 @@ public:
       p_.quarantine->free(hooks, me != nullptr ? &me->quarantine : nullptr, s, at, site);
       return;
     }
-    track_free(at.header + kHeaderSize, Validator<Pal>::capacity_of(at), at.header == at.block ? sizeof(FreeBlock) : 0);
+    track_free(at.header + kHeaderSize, Validator<Pal>::capacity_of(at), at.header == at.block ? kLinkSize : 0);
     p_.pool->free(me, s, at.block);
+  }
+
+  /**
+   * Pool's BadLink sink: the link of free block u of span s did not open to a carved block of s.
+   * The report names the block, with its size and allocation site when its header still
+   * decodes (the header of a freed block is kept: it says who had the block before).
+   */
+  void report_bad_link(const Span* s, uintptr_t u) {
+    Located at;
+    at.extent = const_cast<Span*>(s);
+    at.block = at.header = u - kHeaderSize;
+    const Header h = HeaderCodec::load(reinterpret_cast<void*>(at.header));
+    if (p_.codec->valid(h, at.header) && h.method() == Method::kPool) {
+      at.h = h;
+      at.header_ok = true;
+    }
+    p_.reporter->report(Verdict::kCorruptedLink, reinterpret_cast<void*>(u), at, 0, Origin::kMalloc);
   }
 
   /// Paranoid mode, a thread exiting: its quarantine ring moves to the shared one.

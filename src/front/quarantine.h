@@ -147,7 +147,7 @@ public:
     const uint64_t room = Validator<Pal>::capacity_of(at);
     p_.hard->fill_freed(user, room, site & kSiteMask);
     if (cap_ == 0) {  // no quarantine: straight back, checked when reused
-      track_free(user, room, at.header == at.block ? sizeof(FreeBlock) : 0);
+      track_free(user, room, at.header == at.block ? kLinkSize : 0);
       cb.recycle(s, at.block);
       return;
     }
@@ -295,7 +295,7 @@ private:
     uintptr_t free_site = 0;
     const bool record_ok = p_.hard->read_record(f.user, &free_site);
     if (f.header_ok && record_ok && Hardening::fill_intact(f.user + kFreedRecord, f.user + f.room)) {
-      track_park(f.user, f.room, f.at.header == f.at.block ? sizeof(FreeBlock) : 0);
+      track_park(f.user, f.room, f.at.header == f.at.block ? kLinkSize : 0);
       cb.recycle(f.span, block);
       return;
     }

@@ -33,6 +33,7 @@ enum class Verdict : uint8_t {
   kSizeMismatch,      ///< sized delete / free_sized with a size other than the one allocated
   kOverflow,          ///< paranoid: the canary after the requested size was overwritten
   kWriteAfterFree,    ///< paranoid: a quarantined block's fill pattern was overwritten
+  kCorruptedLink,     ///< a freed Pool block's free-list link was overwritten (found at an allocation)
   kCount
 };
 

@@ -20,6 +20,7 @@ const char* verdict_name(Verdict v) {
   case Verdict::kSizeMismatch: return "size mismatch";
   case Verdict::kOverflow: return "heap overflow";
   case Verdict::kWriteAfterFree: return "write after free";
+  case Verdict::kCorruptedLink: return "corrupted free list";
   case Verdict::kCount: break;
   }
   return "unknown error";
