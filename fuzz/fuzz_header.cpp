@@ -168,6 +168,10 @@ private:
     void* p = victim();
     const Layout l = layout_of(*a_, p);
     const auto u = reinterpret_cast<uintptr_t>(p);
+    if (l.pool) {
+      forge_pool_word(p, l);
+      return;
+    }
     HeaderFields f = a_->inspect(p).fields;
     const HeaderFields original = f;
     const uint8_t which = in_.u8();
@@ -230,7 +234,72 @@ private:
     (void)u;
   }
 
-  /// A forged forward record at the start of a block, pointing anywhere.
+  /**
+   * forge() of a Pool block: its word sealed (with the right key, its guard kept) for
+   * fuzzer-chosen fields, a tag no payload has (3) included. The model of locate(): tag,
+   * forward word, origin, size against the block's room.
+   */
+  void forge_pool_word(void* p, const Layout& l) {
+    const auto u = reinterpret_cast<uintptr_t>(p);
+    const PoolSeal& seal = a_->pool_seal_for_testing();
+    const BlockInfo info = a_->inspect(p);
+    PoolFields f{PoolTag::kLive, info.fields.origin, info.fields.strategy, info.fields.size};
+    const PoolFields original = f;
+    const uint8_t which = in_.u8();
+    const unsigned tag = which & 1 ? in_.below(4) : 0;
+    if (which & 4) f.origin = static_cast<Origin>(in_.below(4));
+    if (which & 8) f.strategy = static_cast<uint8_t>(in_.below(16));
+    if (which & 16) f.size = in_.flag() ? in_.u64() & PoolPayload::kMaxSize : f.size + in_.below(64) - 32;
+    f.size &= PoolPayload::kMaxSize;
+    const Origin release = static_cast<Origin>(in_.below(4));
+    const Header saved = HeaderCodec::load(reinterpret_cast<void*>(l.hdr));
+    const uint64_t payload =
+        (PoolPayload::make(f) & ~(uint64_t{3} << PoolPayload::kTagShift)) | uint64_t{tag} << PoolPayload::kTagShift;
+    PoolSeal::store(u, seal.seal(payload, seal.key(u)));
+    const uint64_t capacity = shadow_.at(p).usable;
+    Verdict want = Verdict::kOk;
+    bool forward_ambiguous = false;
+    if (tag == 3) {
+      want = Verdict::kCorrupted;
+    } else if (tag == static_cast<unsigned>(PoolTag::kForward)) {
+      want = Verdict::kCorrupted;  // a real word that says Forward; at the block start it leads on
+      forward_ambiguous = l.hdr == l.block;
+    } else if (tag == static_cast<unsigned>(PoolTag::kFree)) {
+      want = Verdict::kDoubleFree;
+    } else if (!origins_compatible(f.origin, release)) {
+      want = Verdict::kMismatchedOrigin;
+    } else if (f.size > capacity) {
+      want = Verdict::kCorrupted;
+    }
+    const Verdict v = a_->check(p, release);
+    FUZZ_CHECK(is_typed(v), "forged Pool word: untyped verdict %d", (int)v);
+    if (forward_ambiguous) {
+      FUZZ_CHECK(v == Verdict::kCorrupted || v == Verdict::kMisaligned,
+                 "forward word at the prefix of %p leading to +%llu gave verdict %d", p, (unsigned long long)f.size,
+                 (int)v);
+    } else {
+      FUZZ_CHECK(v == want,
+                 "forged Pool word of %p (tag %u origin %d size %llu, capacity %llu) freed as origin %d: verdict %d, "
+                 "expected %d",
+                 p, tag, (int)f.origin, (unsigned long long)f.size, (unsigned long long)capacity, (int)release, (int)v,
+                 (int)want);
+    }
+    if (v != Verdict::kOk) {
+      reject_everywhere(p, v, release);
+      HeaderCodec::store(saved, reinterpret_cast<void*>(l.hdr));
+      FUZZ_CHECK(a_->check(p) == Verdict::kOk, "%p does not validate once its word is restored", p);
+      return;
+    }
+    if (in_.flag() || f.strategy != original.strategy) {
+      FUZZ_CHECK(a_->free(p, kSite, release) == Verdict::kOk, "forged-but-consistent %p not freed", p);
+      shadow_.remove(p);
+    } else {
+      HeaderCodec::store(saved, reinterpret_cast<void*>(l.hdr));
+    }
+  }
+
+  /// A forged forward record at the start of a block, pointing anywhere (for a Pool block, its
+  /// forward word, sealed with the right key, the guard kept).
   void forge_forward() {
     if (shadow_.count() == 0) return;
     void* p = victim();
@@ -239,7 +308,13 @@ private:
     fwd.method = Method::kForward;
     fwd.size = in_.flag() ? in_.u64() & kMaxRequest : in_.below(l.room + 64);
     const Header saved = HeaderCodec::load(reinterpret_cast<void*>(l.block));
-    HeaderCodec::store(a_->codec_for_testing().pack(fwd, l.block), reinterpret_cast<void*>(l.block));
+    if (l.pool) {
+      fwd.size &= PoolPayload::kMaxSize;
+      a_->pool_seal_for_testing().encode(PoolFields{PoolTag::kForward, Origin::kMalloc, 0, fwd.size},
+                                         l.block + kHeaderSize);
+    } else {
+      HeaderCodec::store(a_->codec_for_testing().pack(fwd, l.block), reinterpret_cast<void*>(l.block));
+    }
     const Verdict v = a_->check(p);
     FUZZ_CHECK(is_typed(v), "forged forward record: untyped verdict %d", (int)v);
     // On a plain block the record replaces the real header itself: it can only mislead.

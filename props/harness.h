@@ -309,7 +309,10 @@ private:
     }
     RC_ASSERT(info.fields.state == State::kLive);
     RC_ASSERT(info.fields.size == size);
-    RC_ASSERT(info.fields.site == (site & kSiteMask));
+    // The allocation site: kept by Map headers and paranoid Pool blocks; the default mode's Pool
+    // blocks keep none (their prefix is a guard and a sealed word, header/README.md).
+    const bool keeps_site = paranoid || info.kind == ExtentKind::kMapBlock;
+    RC_ASSERT(info.fields.site == (keeps_site ? site & kSiteMask : 0));
     RC_ASSERT(info.fields.origin == origin);
     // I2: header method, Registry kind and backing agree.
     RC_ASSERT(info.fields.method == (info.kind == ExtentKind::kMapBlock ? Method::kMap : Method::kPool));

@@ -87,9 +87,12 @@ HAKMEM_PROP(Invariants, I1_OnlyBatchUnmaps, ()) {
 }
 
 // I2: for every live block, header.method equals the Registry's kind and the backing that made
-// it. The harness checks each block as it is handed out; here a block's method is then forged
-// (validly sealed, so only the Registry comparison can see it): free and check must say
-// kMethodMismatch, change nothing, and the audit must flag I2.
+// it. A Map block's header records its method: the harness checks each block as it is handed
+// out, and here a Map block's method is then forged (validly sealed, so only the Registry
+// comparison can see it): free and check must say kMethodMismatch, change nothing, and the audit
+// must flag I2. A Pool block's header is its guard and sealed word, whose method is the Registry's
+// kind by construction: a Map header forged over it (validly sealed, method Map) does not open as
+// one, and free and check say kCorrupted, change nothing, and the audit flags I2.
 HAKMEM_PROP(Invariants, I2_MethodMatchesHeader, ()) {
   Harness h(base_options());
   run_commands(h);
@@ -103,15 +106,17 @@ HAKMEM_PROP(Invariants, I2_MethodMatchesHeader, ()) {
   const BlockInfo info = h.a().inspect(reinterpret_cast<void*>(p));
   HeaderFields forged = info.fields;
   forged.method = forged.method == Method::kPool ? Method::kMap : Method::kPool;
+  const Verdict want = info.kind == ExtentKind::kPoolSpan ? Verdict::kCorrupted : Verdict::kMethodMismatch;
+  RC_TAG(verdict_name(want));
   const Header saved = HeaderCodec::load(reinterpret_cast<void*>(p - kHeaderSize));
   h.a().codec_for_testing().encode(forged, reinterpret_cast<void*>(p - kHeaderSize));
-  RC_ASSERT(h.a().check(reinterpret_cast<void*>(p), free_origin(info.fields.origin)) == Verdict::kMethodMismatch);
+  RC_ASSERT(h.a().check(reinterpret_cast<void*>(p), free_origin(info.fields.origin)) == want);
   const AuditResult bad = h.a().audit();
   RC_ASSERT(!bad.ok);
   RC_ASSERT(std::string(bad.failure).find("I2") != std::string::npos);
-  const uint64_t before = h.a().error_count(Verdict::kMethodMismatch);
-  RC_ASSERT(h.a().free(reinterpret_cast<void*>(p), 0, free_origin(info.fields.origin)) == Verdict::kMethodMismatch);
-  RC_ASSERT(h.a().error_count(Verdict::kMethodMismatch) == before + 1);
+  const uint64_t before = h.a().error_count(want);
+  RC_ASSERT(h.a().free(reinterpret_cast<void*>(p), 0, free_origin(info.fields.origin)) == want);
+  RC_ASSERT(h.a().error_count(want) == before + 1);
   h.expect_error();
   h.reports().clear();
   HeaderCodec::store(saved, reinterpret_cast<void*>(p - kHeaderSize));

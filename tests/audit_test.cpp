@@ -143,7 +143,7 @@ TEST(AllocatorAudit, ACorruptedLiveHeaderFailsTheAudit) {
     size_t size;
     const char* reason;
   };
-  for (const Case& c : {Case{kPoolSize, "carved Pool block header fails its checksum"},
+  for (const Case& c : {Case{kPoolSize, "I2 carved Pool block prefix does not open"},
                         Case{kMapSize, "live Map block header fails its checksum"}}) {
     SCOPED_TRACE(c.size);
     void* p = a->alloc(c.size, kSite);
@@ -166,7 +166,7 @@ TEST(AllocatorAudit, ACorruptedLiveHeaderFailsTheAudit) {
 // --------------------------------------------------------------------------------- inspect()
 
 // A live Pool block: verdict Ok, backed by a Pool span, its header as written (method Pool, Live,
-// the origin, the size, the masked site, the strategy in force) and the threshold of that
+// the origin, the size, no site in the default mode, the strategy in force) and the threshold of that
 // strategy; usable covers the request.
 TEST(AllocatorAudit, InspectReportsALivePoolBlock) {
   TestAllocator a(AuditOptions());
@@ -180,7 +180,7 @@ TEST(AllocatorAudit, InspectReportsALivePoolBlock) {
   EXPECT_EQ(info.fields.state, State::kLive);
   EXPECT_EQ(info.fields.origin, Origin::kNew);
   EXPECT_EQ(info.fields.size, kPoolSize);
-  EXPECT_EQ(info.fields.site, site & kSiteMask);
+  EXPECT_EQ(info.fields.site, 0u) << "the default mode keeps no allocation site for a Pool block";
   EXPECT_EQ(info.fields.strategy, a->selector().current_id());
   EXPECT_EQ(info.threshold_of_strategy, a->options().get(Opt::kThreshold));
   EXPECT_GE(info.usable, kPoolSize);

@@ -289,7 +289,7 @@ int ScenarioReportContinues() {
 
 /// on_error=report: a report naming the allocation site, for the parent to decode.
 int ScenarioSite() {
-  void* p = Opaque(MallocSite(24));
+  void* p = Opaque(MallocSite(3 << 20));  // a Map block: its header keeps the site (a Pool block's does not)
   void* same = Opaque(p);
   ::operator delete(p);  // mismatched: reported with "allocated at <MallocSite>", and not freed
   free(same);
@@ -1151,7 +1151,8 @@ TEST(DropinNewHandler, NotCalledWhenMemoryIsAvailable) {
 
 // =============================================================== origins and misuse (abort)
 
-// Death tests: the forked child must die on the one-line report.
+// Death tests: the forked child must die on the one-line report. A Map block's report names its
+// allocation site; a Pool block's, in the default mode, does not (header/README.md).
 constexpr const char* kSite = "allocated at [^ ,)]+";
 
 /// The death tests need the default on_error=abort (HAKMEM_OPTIONS of the caller may differ).
@@ -1165,26 +1166,23 @@ protected:
 };
 
 TEST_F(DropinOriginDeathTest, FreeOfNewBlock) {
-  EXPECT_DEATH(free(Opaque(NewSite(24))), std::string("hakmem: mismatched free of 0x[0-9a-f]+ \\(24 bytes, ") + kSite +
-                                              ".*, allocated by new, released by malloc");
+  EXPECT_DEATH(free(Opaque(NewSite(24))),
+               "hakmem: mismatched free of 0x[0-9a-f]+ \\(24 bytes, allocated by new, released by malloc");
 }
 
 TEST_F(DropinOriginDeathTest, DeleteOfMallocBlock) {
   EXPECT_DEATH(::operator delete(Opaque(MallocSite(24))),
-               std::string("hakmem: mismatched free of 0x[0-9a-f]+ \\(24 bytes, ") + kSite +
-                   ".*, allocated by malloc, released by new");
+               "hakmem: mismatched free of 0x[0-9a-f]+ \\(24 bytes, allocated by malloc, released by new");
 }
 
 TEST_F(DropinOriginDeathTest, DeleteArrayOfNewBlock) {
   EXPECT_DEATH(::operator delete[](Opaque(NewSite(24))),
-               std::string("hakmem: mismatched free of 0x[0-9a-f]+ \\(24 bytes, ") + kSite +
-                   ".*, allocated by new, released by new\\[\\]");
+               "hakmem: mismatched free of 0x[0-9a-f]+ \\(24 bytes, allocated by new, released by new\\[\\]");
 }
 
 TEST_F(DropinOriginDeathTest, DeleteOfNewArrayBlock) {
   EXPECT_DEATH(::operator delete(Opaque(NewArraySite(24))),
-               std::string("hakmem: mismatched free of 0x[0-9a-f]+ \\(24 bytes, ") + kSite +
-                   ".*, allocated by new\\[\\], released by new");
+               "hakmem: mismatched free of 0x[0-9a-f]+ \\(24 bytes, allocated by new\\[\\], released by new");
 }
 
 TEST_F(DropinOriginDeathTest, FreeOfAlignedNewBlock) {
@@ -1198,7 +1196,7 @@ TEST_F(DropinOriginDeathTest, ReallocOfNewBlock) {
 
 TEST_F(DropinOriginDeathTest, SizedDeleteWithWrongSize) {
   EXPECT_DEATH(::operator delete(Opaque(NewSite(24)), 25),
-               std::string("hakmem: size mismatch of 0x[0-9a-f]+ \\(24 bytes, ") + kSite + ".*released as 25 bytes");
+               "hakmem: size mismatch of 0x[0-9a-f]+ \\(24 bytes, released as 25 bytes");
   EXPECT_DEATH(::operator delete[](Opaque(NewArraySite(100)), 10),
                "hakmem: size mismatch of 0x[0-9a-f]+ \\(100 bytes, .*released as 10 bytes");
   EXPECT_DEATH(::operator delete (Opaque(::operator new (100, std::align_val_t{64})), 64, std::align_val_t{64}),
@@ -1207,10 +1205,11 @@ TEST_F(DropinOriginDeathTest, SizedDeleteWithWrongSize) {
 
 TEST_F(DropinOriginDeathTest, FreeSizedWithWrongSize) {
   EXPECT_DEATH(free_sized(Opaque(MallocSite(24)), 32),
-               std::string("hakmem: size mismatch of 0x[0-9a-f]+ \\(24 bytes, ") + kSite + ".*released as 32 bytes");
+               "hakmem: size mismatch of 0x[0-9a-f]+ \\(24 bytes, released as 32 bytes");
   EXPECT_DEATH(free_aligned_sized(Opaque(aligned_alloc(64, 100)), 64, 128),
                "hakmem: size mismatch of 0x[0-9a-f]+ \\(100 bytes, .*released as 128 bytes");
-  EXPECT_DEATH(free_sized(Opaque(malloc(3 * kMiB)), 3 * kMiB - 1), "hakmem: size mismatch of 0x[0-9a-f]+ ");
+  EXPECT_DEATH(free_sized(Opaque(malloc(3 * kMiB)), 3 * kMiB - 1),
+               std::string("hakmem: size mismatch of 0x[0-9a-f]+ \\(3145728 bytes, ") + kSite);
 }
 
 TEST_F(DropinOriginDeathTest, DoubleFree) {
@@ -1221,7 +1220,7 @@ TEST_F(DropinOriginDeathTest, DoubleFree) {
         free(p);
         free(again);
       },
-      std::string("hakmem: double free of 0x[0-9a-f]+ \\(24 bytes, ") + kSite);
+      "hakmem: double free of 0x[0-9a-f]+ \\(24 bytes, freed at ");
   EXPECT_DEATH(
       {
         void* p = Opaque(malloc(3 * kMiB));

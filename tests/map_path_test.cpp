@@ -64,7 +64,8 @@ struct Rig {
     zero.init(&pal, &mapped, give_back);
     releaser.init(&pal, &registry, &map, &codec, &mapped, 64 * kMiB, 0);
     cache.init(&pal, &releaser, cache_bytes, cache_bytes, 0);
-    validator.init({&registry, &codec, &zero, &hard, paranoid, true});
+    seal.set_secret(kSecret);
+    validator.init({&registry, &codec, &seal, &zero, &hard, paranoid, true});
     path.init({&pal, &map, &cache, &gate, &codec, &hard, paranoid});
   }
 
@@ -84,6 +85,7 @@ struct Rig {
   Pal pal{};
   std::atomic<uint64_t> mapped{0};
   HeaderCodec codec{};
+  PoolSeal seal{};  // the Validator's, for Pool blocks (none here)
   Hardening hard{};
   Registry<Pal> registry{};
   MapBacking<Pal> map{};

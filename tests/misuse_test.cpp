@@ -131,6 +131,13 @@ protected:
 
   Allocator<TestConfig>* a() { return &*a_; }
 
+  /// The allocation site a report about p names: a Map block's header keeps it, a Pool block's
+  /// prefix in the default mode does not (its guard and sealed word, header/README.md).
+  uintptr_t AllocSite(const void* p) {
+    const Extent* e = a_->registry_for_testing().lookup(reinterpret_cast<uintptr_t>(p));
+    return e != nullptr && e->kind == ExtentKind::kMapBlock ? kAllocSite : 0;
+  }
+
   void ExpectAuditOk() {
     const AuditResult r = a_->audit();
     EXPECT_TRUE(r.ok) << r.failure;
@@ -166,8 +173,8 @@ TEST_F(MisuseTest, DoubleFreeOfPoolBlock) {
   EXPECT_EQ(a()->free(p, kFreeSite), Verdict::kOk);
   EXPECT_TRUE(cap_.text.empty());
   EXPECT_EQ(a()->check(p), Verdict::kDoubleFree);
-  ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, 100, kAllocSite});
-  ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, 100, kAllocSite});  // and again
+  ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, 100, AllocSite(p)});
+  ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, 100, AllocSite(p)});  // and again
   ExpectAuditOk();
   // The rejected frees did not put the block on a free list twice: two allocations differ.
   void* q1 = a()->alloc(100, kAllocSite);
@@ -192,7 +199,7 @@ TEST_F(MisuseTest, DoubleFreeOfMapBlockInBigCache) {
   EXPECT_EQ(a()->inspect(p).kind, ExtentKind::kMapBlock);
   EXPECT_EQ(a()->free(p, kFreeSite), Verdict::kOk);
   ASSERT_EQ(a()->stats().cache_blocks, 1u) << "the block should be sitting in BigCache";
-  ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, static_cast<int64_t>(n), kAllocSite});
+  ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, static_cast<int64_t>(n), AllocSite(p)});
   ExpectAuditOk();
   EXPECT_EQ(a()->stats().cache_blocks, 1u);
   // The cached block is intact and serves the next request of its class.
@@ -210,7 +217,7 @@ TEST_F(MisuseTest, DoubleFreeOfMapBlockInTheLargeSlot) {
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(a()->free(p, kFreeSite), Verdict::kOk);
   ASSERT_GT(a()->stats().slot_bytes, 0u) << "the block should be sitting in this thread's large slot";
-  ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, static_cast<int64_t>(n), kAllocSite});
+  ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, static_cast<int64_t>(n), AllocSite(p)});
   ExpectAuditOk();
   EXPECT_EQ(a()->stats().cache_blocks, 0u) << "the rejected free changed nothing";
   // The slot block is intact and serves the next request of its class, once.
@@ -237,7 +244,7 @@ TEST_F(MisuseTest, DoubleFreeWithTheLargeSlotEmptyIsCheckedOnTheSlotPath) {
   EXPECT_EQ(a()->free(one, kFreeSite), Verdict::kOk);  // into the slot
   EXPECT_EQ(a()->free(two, kFreeSite), Verdict::kOk);  // the slot is taken: BigCache
   ASSERT_EQ(a()->alloc(n, kAllocSite), one);           // the slot is empty again
-  ExpectRejected(two, Verdict::kDoubleFree, {Verdict::kDoubleFree, two, static_cast<int64_t>(2 * n), kAllocSite});
+  ExpectRejected(two, Verdict::kDoubleFree, {Verdict::kDoubleFree, two, static_cast<int64_t>(2 * n), AllocSite(two)});
   EXPECT_EQ(a()->stats().slot_bytes, 0u) << "the rejected free did not fill the slot";
   EXPECT_EQ(a()->stats().cache_blocks, 1u);
   ExpectAuditOk();
@@ -265,7 +272,7 @@ TEST_F(MisusePendingTest, DoubleFreeOfPendingMapBlockThenInvalidAfterFlush) {
   StatsSnapshot s = a()->stats();
   ASSERT_EQ(s.cache_blocks, 0u);
   ASSERT_GT(s.pending_bytes, n) << "the block should be pending in the releaser";
-  ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, static_cast<int64_t>(n), kAllocSite});
+  ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, static_cast<int64_t>(n), AllocSite(p)});
   ExpectAuditOk();
   EXPECT_EQ(a()->stats().pending_bytes, s.pending_bytes);
 
@@ -367,10 +374,11 @@ TEST_F(MisuseTest, InteriorPointersOfPoolBlockAreMisaligned) {
   for (size_t off : {size_t{8}, size_t{16}, size_t{4096}, n - 1}) {
     SCOPED_TRACE(off);
     void* q = c + off;
-    ExpectRejected(q, Verdict::kMisaligned, {Verdict::kMisaligned, q, static_cast<int64_t>(n), kAllocSite});
+    ExpectRejected(q, Verdict::kMisaligned, {Verdict::kMisaligned, q, static_cast<int64_t>(n), AllocSite(q)});
   }
   // p - 16 points at the header itself.
-  ExpectRejected(c - 16, Verdict::kMisaligned, {Verdict::kMisaligned, c - 16, static_cast<int64_t>(n), kAllocSite});
+  ExpectRejected(c - 16, Verdict::kMisaligned,
+                 {Verdict::kMisaligned, c - 16, static_cast<int64_t>(n), AllocSite(c - 16)});
   ExpectAuditOk();
   EXPECT_EQ(a()->check(p), Verdict::kOk);
   FillAndCheck(p, n, 0x44);
@@ -388,7 +396,7 @@ TEST_F(MisuseTest, InteriorPointersOfMapBlockAreMisaligned) {
   for (size_t off : {size_t{8}, size_t{16}, size_t{4096}, n / 2, n - 1}) {
     SCOPED_TRACE(off);
     void* q = c + off;
-    ExpectRejected(q, Verdict::kMisaligned, {Verdict::kMisaligned, q, static_cast<int64_t>(n), kAllocSite});
+    ExpectRejected(q, Verdict::kMisaligned, {Verdict::kMisaligned, q, static_cast<int64_t>(n), AllocSite(q)});
   }
   ExpectAuditOk();
   FillAndCheck(p, n, 0x44);
@@ -443,6 +451,73 @@ TEST_F(MisuseTest, UnderflowOverwritingHeaderIsCorrupted) {
   }
 }
 
+// Detection of a block's own underflow: every write of 1 to 16 bytes just before a Pool block
+// (any byte values but the ones already there) is caught at its free, sized free, realloc and
+// malloc_usable_size, and nothing is changed; the block is whole again once the bytes are back.
+TEST_F(MisuseTest, OwnUnderflowOf1To16BytesIsCorruptedAtFree) {
+  for (size_t size : {size_t{16}, size_t{48}, size_t{128}, size_t{1024}}) {
+    void* p = a()->alloc(size, kAllocSite);
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(a()->inspect(p).kind, ExtentKind::kPoolSpan);
+    auto* u = static_cast<unsigned char*>(p);
+    unsigned char saved[16];
+    memcpy(saved, u - 16, 16);
+    for (size_t n = 1; n <= 16; ++n) {
+      for (const unsigned char byte : {0x00, 0x41, 0xff}) {
+        SCOPED_TRACE(testing::Message() << size << " bytes, underflow of " << n << " bytes of " << int(byte));
+        memset(u - n, byte, n);
+        if (memcmp(u - 16, saved, 16) == 0) continue;  // wrote what was there: no change to see
+        ExpectRejected(p, Verdict::kCorrupted, {Verdict::kCorrupted, p, -1, 0});
+        EXPECT_EQ(a()->free_sized(p, size, kFreeSite, Origin::kMalloc), Verdict::kCorrupted);
+        errno = 0;
+        EXPECT_EQ(a()->realloc(p, 2 * size, kFreeSite), nullptr);
+        EXPECT_EQ(errno, EINVAL);
+        EXPECT_EQ(a()->usable_size(p), 0u);
+        cap_.text.clear();
+        memcpy(u - 16, saved, 16);
+        ASSERT_EQ(a()->check(p), Verdict::kOk);
+      }
+    }
+    EXPECT_EQ(a()->free(p, 0), Verdict::kOk);
+  }
+  ExpectAuditOk();
+}
+
+// Detection of a neighbour's overflow: every write of 1 to 16 bytes past the end of a Pool block
+// reaches the prefix of the next block of its span, which is caught at that block's free (plain,
+// sized, realloc, usable size), with nothing changed; the overflowing block itself still frees.
+TEST_F(MisuseTest, NeighbourOverflowOf1To16BytesIsCorruptedAtItsFree) {
+  for (size_t size : {size_t{16}, size_t{48}, size_t{128}, size_t{1024}}) {
+    void* p = a()->alloc(size, kAllocSite);
+    void* next = a()->alloc(size, kAllocSite);
+    ASSERT_TRUE(p != nullptr && next != nullptr);
+    auto* end = static_cast<unsigned char*>(p) + size;  // an exact class: the block's last byte is end - 1
+    ASSERT_EQ(end + 16, static_cast<unsigned char*>(next)) << "carved one after the other";
+    unsigned char saved[16];
+    memcpy(saved, end, 16);
+    for (size_t n = 1; n <= 16; ++n) {
+      for (const unsigned char byte : {0x00, 0x41, 0xff}) {
+        SCOPED_TRACE(testing::Message() << size << " bytes, overflow of " << n << " bytes of " << int(byte));
+        memset(end, byte, n);
+        if (memcmp(end, saved, 16) == 0) continue;
+        ExpectRejected(next, Verdict::kCorrupted, {Verdict::kCorrupted, next, -1, 0});
+        EXPECT_EQ(a()->free_sized(next, size, kFreeSite, Origin::kMalloc), Verdict::kCorrupted);
+        errno = 0;
+        EXPECT_EQ(a()->realloc(next, 2 * size, kFreeSite), nullptr);
+        EXPECT_EQ(errno, EINVAL);
+        EXPECT_EQ(a()->usable_size(next), 0u);
+        EXPECT_EQ(a()->check(p), Verdict::kOk) << "the overflowing block is intact";
+        cap_.text.clear();
+        memcpy(end, saved, 16);
+        ASSERT_EQ(a()->check(next), Verdict::kOk);
+      }
+    }
+    EXPECT_EQ(a()->free(p, 0), Verdict::kOk);
+    EXPECT_EQ(a()->free(next, 0), Verdict::kOk);
+  }
+  ExpectAuditOk();
+}
+
 TEST_F(MisuseTest, SingleFlippedHeaderBitIsCorrupted) {
   for (size_t n : {size_t{100}, size_t{1} << 20}) {
     void* p = a()->alloc(n, kAllocSite);
@@ -481,7 +556,9 @@ TEST_F(MisuseTest, HeaderCopiedFromAnotherLiveBlockIsCorrupted) {
   }
 }
 
-TEST_F(MisuseTest, ForgedHeaderWithMethodMapInPoolBlockIsMethodMismatch) {
+// A Pool block's prefix has no method field: the Registry's kind is its method. A Map header
+// forged over it (valid checksum, method Map) does not open as a Pool prefix: corrupted (I2).
+TEST_F(MisuseTest, ForgedMapHeaderInPoolBlockIsCorrupted) {
   void* p = a()->alloc(100, kAllocSite);
   ASSERT_NE(p, nullptr);
   char* h = static_cast<char*>(p) - 16;
@@ -491,8 +568,8 @@ TEST_F(MisuseTest, ForgedHeaderWithMethodMapInPoolBlockIsMethodMismatch) {
   ASSERT_EQ(info.verdict, Verdict::kOk);
   HeaderFields f = info.fields;
   f.method = Method::kMap;
-  a()->codec_for_testing().encode(f, h);  // a valid checksum: only the Registry can tell
-  ExpectRejected(p, Verdict::kMethodMismatch, {Verdict::kMethodMismatch, p, 100, kAllocSite});
+  a()->codec_for_testing().encode(f, h);
+  ExpectRejected(p, Verdict::kCorrupted, {Verdict::kCorrupted, p, -1, 0});
   memcpy(h, saved, 16);
   ExpectAuditOk();
   EXPECT_EQ(a()->free(p, 0), Verdict::kOk);
@@ -509,7 +586,7 @@ TEST_F(MisuseTest, ForgedHeaderWithMethodPoolInMapBlockIsMethodMismatch) {
   HeaderFields f = a()->inspect(p).fields;
   f.method = Method::kPool;
   a()->codec_for_testing().encode(f, h);
-  ExpectRejected(p, Verdict::kMethodMismatch, {Verdict::kMethodMismatch, p, static_cast<int64_t>(n), kAllocSite});
+  ExpectRejected(p, Verdict::kMethodMismatch, {Verdict::kMethodMismatch, p, static_cast<int64_t>(n), AllocSite(p)});
   memcpy(h, saved, 16);
   ExpectAuditOk();
   EXPECT_EQ(a()->free(p, 0), Verdict::kOk);
@@ -522,9 +599,10 @@ TEST_F(MisuseTest, ForgedHeaderWithSizeBeyondTheBlockIsCorrupted) {
   char* h = static_cast<char*>(p) - 16;
   char saved[16];
   memcpy(saved, h, 16);
-  HeaderFields f = a()->inspect(p).fields;
-  f.size = 1 << 20;  // far more than the 112-byte block holds
-  a()->codec_for_testing().encode(f, h);
+  const HeaderFields f = a()->inspect(p).fields;
+  // A validly sealed word (only the size check can tell) saying far more than the 112-byte block holds.
+  a()->pool_seal_for_testing().encode(PoolFields{PoolTag::kLive, f.origin, f.strategy, 1 << 20},
+                                      reinterpret_cast<uintptr_t>(p));
   ExpectRejected(p, Verdict::kCorrupted, {Verdict::kCorrupted, p, -1, 0});
   memcpy(h, saved, 16);
   EXPECT_EQ(a()->free(p, 0), Verdict::kOk);
@@ -536,8 +614,8 @@ TEST_F(MisuseTest, ForgedHeaderWithSizeBeyondTheBlockIsCorrupted) {
 TEST_F(MisuseTest, FreeOfNewBlockIsMismatched) {
   void* p = a()->alloc(100, kAllocSite, Origin::kNew);
   ASSERT_NE(p, nullptr);
-  ExpectRejected(p, Verdict::kMismatchedOrigin, {Verdict::kMismatchedOrigin, p, 100, kAllocSite});
-  ExpectRejected(p, Verdict::kMismatchedOrigin, {Verdict::kMismatchedOrigin, p, 100, kAllocSite});
+  ExpectRejected(p, Verdict::kMismatchedOrigin, {Verdict::kMismatchedOrigin, p, 100, AllocSite(p)});
+  ExpectRejected(p, Verdict::kMismatchedOrigin, {Verdict::kMismatchedOrigin, p, 100, AllocSite(p)});
   // The line names both families.
   cap_.text.clear();
   EXPECT_EQ(a()->free(p, kFreeSite, Origin::kMalloc), Verdict::kMismatchedOrigin);
@@ -558,8 +636,8 @@ TEST_F(MisuseTest, NewArrayFreedAsNewIsMismatched) {
     ASSERT_NE(p, nullptr);
     cap_.text.clear();
     const uint64_t before = a()->error_count(Verdict::kMismatchedOrigin);
-    ExpectRejected(p, Verdict::kMismatchedOrigin, {Verdict::kMismatchedOrigin, p, static_cast<int64_t>(n), kAllocSite},
-                   Origin::kNew);
+    ExpectRejected(p, Verdict::kMismatchedOrigin,
+                   {Verdict::kMismatchedOrigin, p, static_cast<int64_t>(n), AllocSite(p)}, Origin::kNew);
     EXPECT_EQ(a()->free(p, kFreeSite, Origin::kNew), Verdict::kMismatchedOrigin);
     EXPECT_NE(cap_.text.find("allocated by new[], released by new"), std::string::npos) << cap_.text;
     EXPECT_EQ(a()->free(p, kFreeSite, Origin::kAligned), Verdict::kMismatchedOrigin);
@@ -611,7 +689,7 @@ TEST_F(MisuseNoOriginCheckTest, MixingIsAccepted) {
   // Other misuse is still reported.
   void* p = a()->alloc(100, kAllocSite, Origin::kNew);
   EXPECT_EQ(a()->free(p, kFreeSite, Origin::kMalloc), Verdict::kOk);
-  ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, 100, kAllocSite}, Origin::kNew);
+  ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, 100, AllocSite(p)}, Origin::kNew);
   ExpectAuditOk();
 }
 
@@ -628,7 +706,7 @@ TEST_F(MisuseTest, ReallocOfFreedBlockIsReportedAndReturnsNull) {
     errno = 0;
     EXPECT_EQ(a()->realloc(p, 2 * n, kFreeSite), nullptr);
     EXPECT_EQ(errno, EINVAL);
-    ExpectReport(cap_.text, {Verdict::kDoubleFree, p, static_cast<int64_t>(n), kAllocSite});
+    ExpectReport(cap_.text, {Verdict::kDoubleFree, p, static_cast<int64_t>(n), AllocSite(p)});
     const StatsSnapshot after = a()->stats();
     ExpectSameStats(before, after);
     ExpectErrorsAdded(before, after, Verdict::kDoubleFree, 1);
@@ -653,7 +731,7 @@ TEST_F(MisuseTest, ReallocOfForeignOrInteriorPointerIsReported) {
   errno = 0;
   EXPECT_EQ(a()->realloc(q, 64, kFreeSite), nullptr);
   EXPECT_EQ(errno, EINVAL);
-  ExpectReport(cap_.text, {Verdict::kMisaligned, q, 200, kAllocSite});
+  ExpectReport(cap_.text, {Verdict::kMisaligned, q, 200, AllocSite(q)});
   EXPECT_EQ(static_cast<unsigned char*>(p)[199], 0x5c);
   // realloc of a new'd block is a mismatched use too.
   void* r = a()->alloc(100, kAllocSite, Origin::kNew);
@@ -661,7 +739,7 @@ TEST_F(MisuseTest, ReallocOfForeignOrInteriorPointerIsReported) {
   errno = 0;
   EXPECT_EQ(a()->realloc(r, 300, kFreeSite), nullptr);
   EXPECT_EQ(errno, EINVAL);
-  ExpectReport(cap_.text, {Verdict::kMismatchedOrigin, r, 100, kAllocSite});
+  ExpectReport(cap_.text, {Verdict::kMismatchedOrigin, r, 100, AllocSite(r)});
   ExpectAuditOk();
   EXPECT_EQ(a()->free(p, 0), Verdict::kOk);
   EXPECT_EQ(a()->free(r, 0, Origin::kNew), Verdict::kOk);
@@ -687,7 +765,7 @@ TEST_F(MisuseTest, UsableSizeOfForeignPointerIsZeroAndReported) {
   EXPECT_EQ(a()->free(p, 0), Verdict::kOk);
   cap_.text.clear();
   EXPECT_EQ(a()->usable_size(p), 0u);
-  ExpectReport(cap_.text, {Verdict::kDoubleFree, p, 100, kAllocSite, 0});
+  ExpectReport(cap_.text, {Verdict::kDoubleFree, p, 100, AllocSite(p), 0});
   EXPECT_EQ(a()->usable_size(nullptr), 0u);
   ExpectAuditOk();
 }
@@ -702,7 +780,7 @@ TEST_F(MisuseTest, AlignedBlockDoubleFree) {
     EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 4096, 0u);
     FillAndCheck(p, n, 0x21);
     EXPECT_EQ(a()->free(p, kFreeSite), Verdict::kOk);
-    ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, static_cast<int64_t>(n), kAllocSite},
+    ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, static_cast<int64_t>(n), AllocSite(p)},
                    Origin::kAligned);
     ExpectAuditOk();
   }
@@ -717,7 +795,7 @@ TEST_F(MisuseTest, AlignedBlockInteriorPointersAreMisaligned) {
     for (ptrdiff_t off : {ptrdiff_t{8}, ptrdiff_t{16}, ptrdiff_t{64}, static_cast<ptrdiff_t>(n) - 1, ptrdiff_t{-16}}) {
       SCOPED_TRACE(off);
       void* q = c + off;
-      ExpectRejected(q, Verdict::kMisaligned, {Verdict::kMisaligned, q, static_cast<int64_t>(n), kAllocSite},
+      ExpectRejected(q, Verdict::kMisaligned, {Verdict::kMisaligned, q, static_cast<int64_t>(n), AllocSite(q)},
                      Origin::kAligned);
     }
     ExpectAuditOk();
@@ -746,7 +824,7 @@ TEST_F(MisuseTest, AlignedPoolBlockStartIsMisaligned) {
   }
   if (start == nullptr) GTEST_SKIP() << "block happened to be 4096-aligned: no forward record";
   void* q = start + 16;
-  ExpectRejected(q, Verdict::kMisaligned, {Verdict::kMisaligned, q, 100, kAllocSite}, Origin::kAligned);
+  ExpectRejected(q, Verdict::kMisaligned, {Verdict::kMisaligned, q, 100, AllocSite(q)}, Origin::kAligned);
   ExpectAuditOk();
   EXPECT_EQ(a()->free(p, 0, Origin::kAligned), Verdict::kOk);
   ExpectAuditOk();
@@ -774,7 +852,7 @@ TEST_F(MisuseTest, FreedSmallAlignedPoolBlocksStayCoherent) {
     }
     for (void* q : blocks) {
       EXPECT_EQ(a()->check(q, Origin::kAligned), Verdict::kDoubleFree);
-      ExpectRejected(q, Verdict::kDoubleFree, {Verdict::kDoubleFree, q, 100, kAllocSite}, Origin::kAligned);
+      ExpectRejected(q, Verdict::kDoubleFree, {Verdict::kDoubleFree, q, 100, AllocSite(q)}, Origin::kAligned);
     }
     ExpectAuditOk();
   }
@@ -798,12 +876,12 @@ TEST_F(MisuseTest, AlignedBlockCorruptedHeaderIsCorrupted) {
 
 TEST_F(MisuseTest, ReportSymbolizesACodeAddressSite) {
   const auto site = reinterpret_cast<uintptr_t>(&::strlen);
-  void* p = a()->alloc(100, site);
+  void* p = a()->alloc(1 << 20, site);  // a Map block: its header keeps the site
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(a()->free(p, 0), Verdict::kOk);
   cap_.text.clear();
   EXPECT_EQ(a()->free(p, 0), Verdict::kDoubleFree);
-  EXPECT_EQ(cap_.text.rfind("hakmem: double free of " + hex(p) + " (100 bytes, allocated at ", 0), 0u) << cap_.text;
+  EXPECT_EQ(cap_.text.rfind("hakmem: double free of " + hex(p) + " (1048576 bytes, allocated at ", 0), 0u) << cap_.text;
   EXPECT_NE(cap_.text.find(" in "), std::string::npos) << "names the object: " << cap_.text;
   EXPECT_EQ(cap_.text.find("freed at"), std::string::npos) << cap_.text;
 }
@@ -818,7 +896,7 @@ TEST_F(MisuseTest, DoubleFreeAfterRemoteFreeByAnotherThread) {
   t.join();
   EXPECT_EQ(v, Verdict::kOk);
   EXPECT_EQ(a()->stats().remote_frees, 1u);
-  ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, 100, kAllocSite});
+  ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, 100, AllocSite(p)});
   ExpectAuditOk();
   // Once drained, the block is reused exactly once.
   std::vector<void*> blocks;
@@ -842,7 +920,7 @@ TEST_F(MisuseTest, DoubleFreeFromAnotherThreadAfterLocalFree) {
   std::thread t([&] { v = a()->free(p, kFreeSite); });
   t.join();
   EXPECT_EQ(v, Verdict::kDoubleFree);
-  ExpectReport(cap_.text, {Verdict::kDoubleFree, p, 100, kAllocSite});
+  ExpectReport(cap_.text, {Verdict::kDoubleFree, p, 100, AllocSite(p)});
   const StatsSnapshot after = a()->stats();
   ExpectSameStats(before, after);
   ExpectErrorsAdded(before, after, Verdict::kDoubleFree, 1);
@@ -869,8 +947,8 @@ TEST_F(MisuseTest, DoubleFreeByTheSameRemoteThread) {
   EXPECT_EQ(a()->error_count(Verdict::kDoubleFree), 2u);
   const size_t nl = cap_.text.find('\n');
   ASSERT_NE(nl, std::string::npos);
-  ExpectReport(cap_.text.substr(0, nl + 1), {Verdict::kDoubleFree, p, 100, kAllocSite});
-  ExpectReport(cap_.text.substr(nl + 1), {Verdict::kDoubleFree, big, 1 << 20, kAllocSite});
+  ExpectReport(cap_.text.substr(0, nl + 1), {Verdict::kDoubleFree, p, 100, AllocSite(p)});
+  ExpectReport(cap_.text.substr(nl + 1), {Verdict::kDoubleFree, big, 1 << 20, AllocSite(big)});
   const StatsSnapshot s = a()->stats();
   EXPECT_EQ(s.pool_frees, 1u);
   EXPECT_EQ(s.remote_frees, 1u);
@@ -889,9 +967,9 @@ TEST_F(MisuseTest, DoubleFreeAfterFreeingThreadExited) {
   });
   t.join();
   ASSERT_NE(q, nullptr);
-  ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, 100, kAllocSite});
+  ExpectRejected(p, Verdict::kDoubleFree, {Verdict::kDoubleFree, p, 100, AllocSite(p)});
   EXPECT_EQ(a()->free(q, kFreeSite), Verdict::kOk);  // remote free into an abandoned span
-  ExpectRejected(q, Verdict::kDoubleFree, {Verdict::kDoubleFree, q, 200, kAllocSite});
+  ExpectRejected(q, Verdict::kDoubleFree, {Verdict::kDoubleFree, q, 200, AllocSite(q)});
   ExpectAuditOk();
 }
 
@@ -937,7 +1015,7 @@ TEST_F(MisuseTest, CorruptedFreeLinkIsReportedAtTheNextAllocationNeverFollowed) 
       got.push_back(x);
     }
     EXPECT_EQ(a()->error_count(Verdict::kCorruptedLink), before + 1);
-    ExpectReport(cap_.text, {Verdict::kCorruptedLink, p, 48, kAllocSite, 0});
+    ExpectReport(cap_.text, {Verdict::kCorruptedLink, p, 48, AllocSite(p), 0});
     for (void* g : got) EXPECT_EQ(a()->free(g, 0), Verdict::kOk);
     EXPECT_EQ(a()->free(keep, 0), Verdict::kOk);
     EXPECT_EQ(a()->free(q, 0), Verdict::kOk);
@@ -962,7 +1040,7 @@ TEST_F(MisuseTest, CorruptedRemoteLinkIsReportedAtTheOwnersDrain) {
   cap_.text.clear();
   a()->flush();  // drains this thread's spans' remote stacks
   EXPECT_EQ(a()->error_count(Verdict::kCorruptedLink), 1u);
-  ExpectReport(cap_.text, {Verdict::kCorruptedLink, p, 100, kAllocSite, 0});
+  ExpectReport(cap_.text, {Verdict::kCorruptedLink, p, 100, AllocSite(p), 0});
   std::vector<void*> got;
   for (int i = 0; i < 64; ++i) {
     void* x = a()->alloc(100, 0x99);
@@ -987,7 +1065,7 @@ TEST(MisuseDeathTest, CorruptedFreeLinkAbortsByDefault) {
         a->alloc(100, kAllocSite);
         a->free(keep, kFreeSite);
       },
-      "hakmem: corrupted free list of 0x[0-9a-f]+ \\(100 bytes, allocated at 0x1234\\)");
+      "hakmem: corrupted free list of 0x[0-9a-f]+ \\(100 bytes\\)");
 }
 
 TEST(MisuseDeathTest, DoubleFreeAbortsByDefault) {
@@ -999,7 +1077,7 @@ TEST(MisuseDeathTest, DoubleFreeAbortsByDefault) {
         a->free(p, kFreeSite);
         a->free(p, kFreeSite);
       },
-      "hakmem: double free of 0x[0-9a-f]+ \\(100 bytes, allocated at 0x1234, freed at 0x5678\\)");
+      "hakmem: double free of 0x[0-9a-f]+ \\(100 bytes, freed at 0x5678\\)");
 }
 
 TEST(MisuseDeathTest, DoubleFreeOfMapBlockAbortsByDefault) {

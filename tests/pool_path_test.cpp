@@ -50,15 +50,15 @@ struct Rig {
     const GiveBack give_back{
         [](void* ctx, uintptr_t base, size_t len) { static_cast<Rig*>(ctx)->releaser.add_raw(base, len); }, this};
     ok = registry.init(&pal, &mapped);
-    pool.init(&pal, &registry, &mapped, give_back);
+    pool.init(&pal, &registry, &mapped, give_back, kSecret);
     map.init(&pal, &registry, &mapped, give_back);
     zero.init(&pal, &mapped, give_back);
     releaser.init(&pal, &registry, &map, &codec, &mapped, 8 * kMiB, 0);
-    validator.init({&registry, &codec, &zero, &hard, paranoid, true});
+    validator.init({&registry, &codec, &pool.seal(), &zero, &hard, paranoid, true});
     reporter.init(/*abort_on_error=*/false);
     reporter.set_sink(&Capture::sink, &cap);
     if (paranoid) quarantine.init({&pal, &mapped, &registry, &validator, &hard}, quarantine_cap);
-    path.init({&pool, &quarantine, &reporter, &codec, &hard, paranoid});
+    path.init({&pool, &quarantine, &reporter, &validator, &hard, paranoid});
     me = ok ? pool.make_heap(1) : nullptr;
     other = ok ? pool.make_heap(1) : nullptr;
     ok = ok && me != nullptr && other != nullptr;
@@ -127,7 +127,7 @@ protected:
   }
   bool FreeFast(void* p, Origin origin = Origin::kMalloc, uint64_t sized = kUnsized, ThreadHeap* as = nullptr) {
     ThreadHeap* h = as != nullptr ? as : r().me;
-    return r().path.free_fast(r().codec, r().pool, SpanOf(p), U(p), origin, sized, [h] { return h; });
+    return r().path.free_fast(r().pool, SpanOf(p), U(p), origin, sized, [h] { return h; });
   }
   /// Frees p through the general path (locate, then release) as heap `as`.
   void Release(void* p, ThreadHeap* as) {
@@ -135,10 +135,22 @@ protected:
     ASSERT_EQ(Locate(p, &at, Origin::kMalloc), Verdict::kOk);
     r().path.release(at, as, kFreeSite);
   }
+  /// What the Pool prefix at `hdr` says (its word, and its guard or, in paranoid mode, its site).
   HeaderFields Fields(uintptr_t hdr) {
-    HeaderFields f;
-    EXPECT_TRUE(r().codec.decode(reinterpret_cast<void*>(hdr), &f)) << "header at " << hdr;
-    return f;
+    PoolFields f;
+    uintptr_t site = 0;
+    EXPECT_TRUE(r().validator.open_pool(hdr + kHeaderSize, &f, &site)) << "prefix at " << hdr;
+    return HeaderFields{
+        Method::kPool, f.tag == PoolTag::kLive ? State::kLive : State::kFree, f.origin, f.strategy, f.size, site};
+  }
+  const PoolSeal& Seal() { return r().pool.seal(); }
+  /// pop_head() as a block start (0 when it declines), its key checked against the block's.
+  uintptr_t Pop(ThreadHeap* h, size_t c) {
+    uintptr_t u = 0;
+    uint64_t key = 0;
+    if (!Path::pop_head(r().pool, h, c, &u, &key)) return 0;
+    EXPECT_EQ(key, Seal().key(u));
+    return u - kHeaderSize;
   }
 
   std::unique_ptr<Rig> rig_;
@@ -157,23 +169,23 @@ protected:
 // off the list; a class with no span, or whose span has only carved (never freed) blocks, has none.
 TEST_F(PoolPathTest, PopHeadTakesFreedBlocksNewestFirst) {
   const size_t c = SizeClasses::class_of(48);
-  EXPECT_EQ(Path::pop_head(r().pool, r().me, c), 0u) << "no span yet";
+  EXPECT_EQ(Pop(r().me, c), 0u) << "no span yet";
   void* a = Acquire(48);
   void* b = Acquire(48);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
-  EXPECT_EQ(Path::pop_head(r().pool, r().me, c), 0u) << "carving is Pool::alloc()'s, not pop_head()'s";
+  EXPECT_EQ(Pop(r().me, c), 0u) << "carving is Pool::alloc()'s, not pop_head()'s";
   ASSERT_TRUE(FreeFast(a));
   ASSERT_TRUE(FreeFast(b));
-  const uintptr_t first = Path::pop_head(r().pool, r().me, c);
+  const uintptr_t first = Pop(r().me, c);
   ASSERT_NE(first, 0u);
   EXPECT_EQ(first, U(b) - kHeaderSize) << "the newest free first, as its block start";
-  const uintptr_t second = Path::pop_head(r().pool, r().me, c);
+  const uintptr_t second = Pop(r().me, c);
   ASSERT_NE(second, 0u);
   EXPECT_EQ(second, U(a) - kHeaderSize);
-  EXPECT_EQ(Path::pop_head(r().pool, r().me, c), 0u);
+  EXPECT_EQ(Pop(r().me, c), 0u);
   EXPECT_EQ(SpanOf(a)->free, 0u) << "both taken off the span's list";
-  EXPECT_EQ(Path::pop_head(r().pool, r().other, c), 0u) << "another heap's lists are its own";
+  EXPECT_EQ(Pop(r().other, c), 0u) << "another heap's lists are its own";
 }
 
 // I2, I3: hand_out() writes one live Pool header with the strategy in force and the masked site,
@@ -182,10 +194,11 @@ TEST_F(PoolPathTest, HandOutWritesALivePoolHeaderAndCountsIt) {
   const size_t c = SizeClasses::class_of(100);
   const uintptr_t block = r().pool.alloc(r().me, c);
   ASSERT_NE(block, 0u);
-  const uintptr_t site = (uintptr_t{0xffff} << 48) | kSite;  // bits above the mask are dropped
-  void* p = Path::hand_out(r().codec, r().me, c, block, 100, site, Origin::kNew, kStrategy);
+  void* p = Path::hand_out(Seal(), r().me, c, block, 100, Origin::kNew, kStrategy);
   EXPECT_EQ(U(p), block + kHeaderSize);
-  EXPECT_EQ(Fields(block), (HeaderFields{Method::kPool, State::kLive, Origin::kNew, kStrategy, 100, site & kSiteMask}));
+  EXPECT_EQ(Fields(block), (HeaderFields{Method::kPool, State::kLive, Origin::kNew, kStrategy, 100, 0}))
+      << "the default mode keeps no allocation site";
+  EXPECT_EQ(PoolSeal::load(block + 8), Seal().key(U(p))) << "the guard before the word";
   EXPECT_EQ(r().me->counters.pool_allocs[c].get(), 1);
   EXPECT_EQ(r().me->counters.pool_alloc_count(), 1) << "one counter, one class";
   Located at;
@@ -213,7 +226,7 @@ TEST_F(PoolPathTest, FreeFastFreesALiveBlockOntoItsSpansList) {
     EXPECT_EQ(Head(SpanOf(p)), U(p)) << "the link lives at the user pointer";
     Located at;
     EXPECT_EQ(Locate(p, &at, o), Verdict::kDoubleFree) << "freed means not live";
-    const uintptr_t b = Path::pop_head(r().pool, r().me, c);
+    const uintptr_t b = Pop(r().me, c);
     ASSERT_NE(b, 0u);
     EXPECT_EQ(b, U(p) - kHeaderSize);
   }
@@ -235,7 +248,7 @@ struct FastState {
 // declines without changing anything, and Validator::locate() on the general path then names the
 // misuse (or, for an aligned block, accepts it: those are the general path's to free).
 TEST_F(PoolPathTest, FreeFastDeclinesEverythingButALivePlainBlockAndChangesNothing) {
-  HeaderCodec forger;
+  PoolSeal forger;
   forger.set_secret(kSecret ^ 0x100);
   struct Case {
     const char* what;
@@ -264,14 +277,16 @@ TEST_F(PoolPathTest, FreeFastDeclinesEverythingButALivePlainBlockAndChangesNothi
   check(freed, U(freed) - kHeaderSize, Origin::kMalloc, kUnsized, {"double free", Verdict::kDoubleFree});
 
   void* forged = Acquire(64);
-  forger.encode(HeaderFields{Method::kPool, State::kLive, Origin::kMalloc, 0, 64, kSite},
-                reinterpret_cast<void*>(U(forged) - kHeaderSize));
-  check(forged, U(forged) - kHeaderSize, Origin::kMalloc, kUnsized, {"forged header", Verdict::kCorrupted});
+  forger.encode(PoolFields{PoolTag::kLive, Origin::kMalloc, 0, 64}, U(forged));
+  check(forged, U(forged) - kHeaderSize, Origin::kMalloc, kUnsized, {"forged word", Verdict::kCorrupted});
+
+  void* guarded = Acquire(64);
+  static_cast<unsigned char*>(guarded)[-16] ^= 1;  // a neighbour's one-byte overflow
+  check(guarded, U(guarded) - kHeaderSize, Origin::kMalloc, kUnsized, {"guard overwritten", Verdict::kCorrupted});
 
   void* big = Acquire(64);
   const uint64_t room = SpanOf(big)->block_size - kHeaderSize;
-  r().codec.encode(HeaderFields{Method::kPool, State::kLive, Origin::kMalloc, 0, room + 1, kSite},
-                   reinterpret_cast<void*>(U(big) - kHeaderSize));
+  Seal().encode(PoolFields{PoolTag::kLive, Origin::kMalloc, 0, room + 1}, U(big));
   check(big, U(big) - kHeaderSize, Origin::kMalloc, kUnsized, {"size past the room", Verdict::kCorrupted});
 
   void* live = Acquire(64, 16, Origin::kNew);
@@ -289,9 +304,9 @@ TEST_F(PoolPathTest, FreeFastDeclinesEverythingButALivePlainBlockAndChangesNothi
 
   Span* s = SpanOf(live);
   const uintptr_t uncarved = s->base + uintptr_t{s->carved.load()} * s->block_size + kHeaderSize;
-  // A valid live header where no block was handed out: only the carved count refuses it.
-  r().codec.encode(HeaderFields{Method::kPool, State::kLive, Origin::kMalloc, 0, 64, kSite},
-                   reinterpret_cast<void*>(uncarved - kHeaderSize));
+  // A valid live prefix where no block was handed out: only the carved count refuses it.
+  PoolSeal::store(uncarved - 8, Seal().key(uncarved));
+  Seal().encode(PoolFields{PoolTag::kLive, Origin::kMalloc, 0, 64}, uncarved);
   check(reinterpret_cast<void*>(uncarved), uncarved - kHeaderSize, Origin::kMalloc, kUnsized,
         {"never handed out", Verdict::kInvalidPointer});
   void* first = Acquire(1000);  // the first block of its span, live
@@ -322,8 +337,8 @@ TEST_F(PoolPathTest, FreeFastOfAnotherHeapsSpanGoesToItsRemoteStack) {
   // thread: a stranger's goes on the remote stack, the owner's on its local list.
   auto seal_free = [&](void* x) {
     const uintptr_t b = U(x) - kHeaderSize;
-    HeaderCodec::store(r().codec.with_state(HeaderCodec::load(reinterpret_cast<void*>(b)), State::kFree, b),
-                       reinterpret_cast<void*>(b));
+    const HeaderFields f = Fields(b);
+    Seal().encode(PoolFields{PoolTag::kFree, f.origin, f.strategy, f.size}, U(x));
     return b;
   };
   void* q = Acquire(96);
@@ -392,7 +407,7 @@ TEST_F(PoolPathTest, AcquireGivesAnAlignedLiveBlockWithItsHeaders) {
       EXPECT_EQ(U(p) % align, 0u);
       Located at;
       ASSERT_EQ(Locate(p, &at, Origin::kAligned), Verdict::kOk) << size << " align " << align;
-      EXPECT_EQ(at.h.fields(), (HeaderFields{Method::kPool, State::kLive, Origin::kAligned, kStrategy, size, kSite}));
+      EXPECT_EQ(at.f, (HeaderFields{Method::kPool, State::kLive, Origin::kAligned, kStrategy, size, 0}));
       EXPECT_EQ(at.header == at.block, align <= 16 || (at.block + kHeaderSize) % align == 0);
       EXPECT_GE(Validator<Rig::Pal>::capacity_of(at), size == 0 ? 1 : size) << "inside its block";
       EXPECT_EQ(Pool<Rig::Pal>::block_start(SpanOf(p), U(p)), at.block);
@@ -428,13 +443,13 @@ TEST_F(PoolPathTest, ReleaseSealsFreeAndReturnsTheBlockStart) {
   ASSERT_NE(at.header, at.block);
   const size_t c = SpanOf(p)->cls;
   r().path.release(at, r().me, kFreeSite);
-  EXPECT_EQ(Fields(at.header), (HeaderFields{Method::kPool, State::kFree, Origin::kAligned, kStrategy, 300, kSite}));
+  EXPECT_EQ(Fields(at.header), (HeaderFields{Method::kPool, State::kFree, Origin::kAligned, kStrategy, 300, 0}));
   EXPECT_EQ(r().me->counters.pool_frees[c].get(), 1);
   EXPECT_EQ(Head(SpanOf(p)), at.block + kHeaderSize);
   Located again;
   EXPECT_EQ(Locate(p, &again), Verdict::kDoubleFree);
-  EXPECT_EQ(again.h.size(), 300u) << "the report can name the size";
-  const uintptr_t b = Path::pop_head(r().pool, r().me, c);
+  EXPECT_EQ(again.f.size, 300u) << "the report can name the size";
+  const uintptr_t b = Pop(r().me, c);
   ASSERT_NE(b, 0u);
   EXPECT_EQ(b, at.block);
 }

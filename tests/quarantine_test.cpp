@@ -79,8 +79,8 @@ struct Recorder {
   }
   void report(const FreedBlock& f, uintptr_t free_site) {
     std::lock_guard<std::mutex> g(m);
-    reports.push_back(Report{f.user, f.header_ok, f.span, f.header_ok ? f.at.h.size() : 0,
-                             f.header_ok ? f.at.h.site() : 0, free_site, f.room});
+    reports.push_back(Report{f.user, f.header_ok, f.span, f.header_ok ? f.at.f.size : 0, f.header_ok ? f.at.f.site : 0,
+                             free_site, f.room});
   }
 };
 
@@ -119,13 +119,13 @@ protected:
     const GiveBack give{
         [](void* ctx, uintptr_t base, size_t len) { static_cast<BatchReleaser<Pal>*>(ctx)->add_raw(base, len); },
         &rel_};
-    pool_.init(&pal_, &registry_, &mapped_, give);
+    pool_.init(&pal_, &registry_, &mapped_, give, kSecret);
     map_.init(&pal_, &registry_, &mapped_, give);
     zero_.init(&pal_, &mapped_, give);
     codec_.set_secret(kSecret);
     hard_.set_secret(kSecret);
     rel_.init(&pal_, &registry_, &map_, &codec_, &mapped_, uint64_t{1} << 40, 0);
-    validator_.init({&registry_, &codec_, &zero_, &hard_, /*paranoid=*/true, /*origin_check=*/true});
+    validator_.init({&registry_, &codec_, &pool_.seal(), &zero_, &hard_, /*paranoid=*/true, /*origin_check=*/true});
     heap_ = pool_.make_heap(1);
     ASSERT_NE(heap_, nullptr);
   }
@@ -151,7 +151,7 @@ protected:
     const size_t c = SizeClasses::class_of(size + kCanarySize);
     const uintptr_t block = pool_.alloc(heap_, c);
     EXPECT_NE(block, 0u);
-    write_headers(codec_, block, block, Method::kPool, Origin::kMalloc, 0, size, site);
+    write_pool_prefixes(pool_.seal(), /*paranoid=*/true, block, block, Origin::kMalloc, 0, size, site);
     hard_.write_canary(block + kHeaderSize + size);
     return LiveBlock{block, block + kHeaderSize, static_cast<Span*>(registry_.lookup(block))};
   }
@@ -160,7 +160,7 @@ protected:
   void Free(const LiveBlock& b, LocalQuarantine* local, uintptr_t site = kFreeSite) {
     Located at;
     ASSERT_EQ(validator_.locate(b.user, Origin::kMalloc, &at), Verdict::kOk);
-    HeaderCodec::store(codec_.resealed(at.h, at.sum, State::kFree), reinterpret_cast<void*>(at.header));
+    pool_.seal().encode(PoolFields{PoolTag::kFree, at.f.origin, at.f.strategy, at.f.size}, at.header + kHeaderSize);
     q_.free(cb_, local, static_cast<Span*>(at.extent), at, site);
   }
 
@@ -194,10 +194,12 @@ protected:
     return out;
   }
 
-  /// A header with state `s` at `block`: is it still a sealed one of that state?
+  /// A prefix with state `s` at `block`: is it still a sealed one of that state?
   bool SealedAs(uintptr_t block, State s) {
-    HeaderFields f;
-    return codec_.decode(reinterpret_cast<void*>(block), &f) && f.state == s;
+    PoolFields f;
+    uintptr_t site;
+    return validator_.open_pool(block + kHeaderSize, &f, &site) &&
+           f.tag == (s == State::kLive ? PoolTag::kLive : PoolTag::kFree);
   }
 
   Pal pal_;
@@ -424,9 +426,9 @@ TEST_F(QuarantineTest, ViewDescribesAHeldBlockFromItsHeader) {
   EXPECT_EQ(f.span, b.span);
   EXPECT_EQ(f.user, b.user);
   EXPECT_EQ(f.room, SizeClasses::usable(SizeClasses::class_of(24 + kCanarySize)));
-  EXPECT_EQ(f.at.h.size(), 24u);
-  EXPECT_EQ(f.at.h.site(), kAllocSite);
-  EXPECT_EQ(f.at.h.state(), State::kFree);
+  EXPECT_EQ(f.at.f.size, 24u);
+  EXPECT_EQ(f.at.f.site, kAllocSite);
+  EXPECT_EQ(f.at.f.state, State::kFree);
 }
 
 // Contract: The shared ring holds at most cap bytes; past it, blocks leave oldest first and are recycled to
@@ -613,7 +615,8 @@ TEST_F(QuarantineTest, AHeaderRevivedAsLiveIsReportedAtExit) {
   InitQuarantine(4096);
   const LiveBlock victim = Alloc();
   Free(victim, nullptr);
-  write_headers(codec_, victim.block, victim.block, Method::kPool, Origin::kMalloc, 0, kSize, kAllocSite);
+  write_pool_prefixes(pool_.seal(), /*paranoid=*/true, victim.block, victim.block, Origin::kMalloc, 0, kSize,
+                      kAllocSite);
   AuditLog log = Audit();
   EXPECT_FALSE(log.ok()) << "the audit sees a held block that is not sealed Free";
   FreeMany(64, nullptr);
@@ -728,7 +731,7 @@ TEST_F(QuarantineTest, TakeCheckedReportsABlockWhoseHeaderChanged) {
   cb_.heap = heap_;
   const LiveBlock b = Alloc();
   Free(b, nullptr);
-  Scribble(b.block + 3);  // the checksum
+  Scribble(b.block + 11);  // the sealed word
   const uintptr_t got = q_.take_checked(cb_, [&] {
     const uintptr_t x = pool_.alloc(heap_, kClass);
     return x == b.block ? x : uintptr_t{0};  // only the damaged block is offered
@@ -807,7 +810,7 @@ TEST_F(QuarantineTest, AuditCountsTheLocalRingsItIsGiven) {
 TEST_F(QuarantineTest, AuditFlagsAHeldBlockThatIsNotASealedFreeBlock) {
   InitQuarantine(4096);
   const std::vector<LiveBlock> b = FreeMany(3, nullptr);
-  Scribble(b[1].block + 4, 0x01);  // byte 4, bit 0: the header's method field (bit 32 of lo)
+  Scribble(b[1].block + 12, 0x01);  // byte 4 of the sealed word, bit 0
   const AuditLog log = Audit();
   ASSERT_EQ(log.failures.size(), 1u);
   EXPECT_EQ(log.failures[0], "quarantined block is not a sealed free Pool block");

@@ -18,7 +18,7 @@
 
 namespace hakmem {
 
-/// Bytes of the link a free Pool block keeps in its first user bytes (the header stays intact):
+/// Bytes of the link a free Pool block keeps in its first user bytes (its prefix, before it, stays intact):
 /// the next block's index + 1, sealed with PoolSeal::seal_link() and the block's own address.
 constexpr size_t kLinkSize = sizeof(uint64_t);
 
@@ -42,6 +42,7 @@ struct alignas(64) Span : Extent {
   std::atomic<uint32_t> carved{0};    ///< blocks handed out at least once (owner writes; freeing threads read)
   uint8_t shift = 0;                  ///< block_size's power-of-two factor, for exact_quotient()
   bool in_full = false;               ///< which owner list holds it
+  uint32_t room = 0;                  ///< PoolPayload::room() of its usable size: the fast free's one compare
   std::atomic<Heap*> owner{nullptr};  ///< nullptr while abandoned
   alignas(64) uint32_t free = 0;      ///< owner-only free list: its first block's index + 1, 0 when empty
   Span* prev = nullptr;
@@ -188,7 +189,7 @@ struct GiveBack {
 
 /**
  * The Pool backing. Blocks are carved lazily from spans (untouched pages cost
- * nothing), freed blocks keep their header (state Free) so a double free is
+ * nothing), freed blocks keep their prefix (its word sealed Free) so a double free is
  * seen, and a free from a thread that does not own the span goes onto the
  * span's remote stack, to be drained by the owner: never dropped.
  *
@@ -262,7 +263,7 @@ public:
     }
   }
 
-  /// A block of class c for heap h (the block start, header not yet written); nullptr on OOM.
+  /// A block of class c for heap h (the block start, prefix not yet written); nullptr on OOM.
   uintptr_t alloc(Heap* h, size_t c) {
     Span* s = h->partial[c].head;
     if (s != nullptr) {
@@ -308,12 +309,14 @@ public:
   }
 
   /// Writes the link of block u naming `next` (an index + 1, 0 for the end).
-  HAKMEM_FAST_PATH void write_link(uintptr_t u, uint64_t next) const {
-    const uint64_t link = seal_.seal_link(next, seal_.key(u));
+  HAKMEM_FAST_PATH void write_link(uintptr_t u, uint64_t next) const { write_link(u, next, seal_.key(u)); }
+  /// write_link() with u's key already at hand (PoolSeal::key(u)).
+  HAKMEM_FAST_PATH void write_link(uintptr_t u, uint64_t next, uint64_t key) const {
+    const uint64_t link = seal_.seal_link(next, key);
     memcpy(reinterpret_cast<void*>(u), &link, sizeof(link));
   }
 
-  /// The seal of the links (its secret set by init()).
+  /// The seal of the links and of the blocks' words (its secret set by init()).
   const PoolSeal& seal() const { return seal_; }
 
   /**
@@ -626,6 +629,7 @@ private:
     s->inverse = odd_inverse(s->block_size >> s->shift);
     s->capacity = static_cast<uint32_t>(len / s->block_size);
     s->user0 = s->base + kHeaderSize - s->block_size;
+    s->room = static_cast<uint32_t>(PoolPayload::room(s->block_size - kHeaderSize));
     s->owner.store(h, std::memory_order_relaxed);
     if (!registry_->assign(s->base, len, s)) {
       spans_.destroy(s);

@@ -87,9 +87,10 @@ public:
     if (__builtin_expect(size < kMinThreshold && Threads::tls.id == threads_.fast_id(), 1)) {
       ThreadHeap* h = Threads::tls.heap;
       const size_t c = SizeClasses::class_of(size);
-      const uintptr_t b = PoolPath<Pal>::pop_head(pool_, h, c);
-      if (__builtin_expect(b == 0, 0)) return alloc_refill(h, c, size, site, origin);
-      return PoolPath<Pal>::hand_out(codec_, h, c, b, size, site, origin, selector_.current_id());
+      uintptr_t u;
+      uint64_t key;
+      if (__builtin_expect(!PoolPath<Pal>::pop_head(pool_, h, c, &u, &key), 0)) return alloc_refill(h, c, size, origin);
+      return PoolPath<Pal>::hand_out_at(pool_.seal(), h, c, u, key, size, origin, selector_.current_id());
     }
     return alloc_slow(size, site, origin);
   }
@@ -143,21 +144,25 @@ public:
     const uint64_t need = size + validator_.canary_bytes();
     const StrategySnapshot snap = selector_.snapshot();
     const bool want_map = size >= snap.threshold;
-    const bool is_map = at.h.method() == Method::kMap;
+    const bool is_map = at.f.method == Method::kMap;
     // Stay in place when the block fits, its backing still agrees with the strategy in force
     // (I3), and it is not grossly oversized.
     if (need <= capacity && want_map == is_map && (need > capacity / 2 || capacity <= 2 * kHeaderSize)) {
-      HeaderFields f = at.h.fields();
-      f.size = size;
-      f.strategy = snap.id;
-      codec_.encode(f, reinterpret_cast<void*>(at.header));
+      if (is_map) {
+        HeaderFields f = at.f;
+        f.size = size;
+        f.strategy = snap.id;
+        codec_.encode(f, reinterpret_cast<void*>(at.header));
+      } else {
+        pool_.seal().encode(PoolFields{PoolTag::kLive, at.f.origin, snap.id, size}, reinterpret_cast<uintptr_t>(p));
+      }
       if (paranoid_) hard_.write_canary(reinterpret_cast<uintptr_t>(p) + size);
       return p;
     }
-    const Origin origin = at.h.origin() == Origin::kAligned ? Origin::kMalloc : at.h.origin();
+    const Origin origin = at.f.origin == Origin::kAligned ? Origin::kMalloc : at.f.origin;
     void* q = alloc_general(size, kHeaderSize, site, origin, &fresh);
     if (q == nullptr) return nullptr;  // errno is ENOMEM; p is untouched
-    const uint64_t old_size = at.h.size();
+    const uint64_t old_size = at.f.size;
     memcpy(q, p, size < old_size ? size : old_size);
     free_commit(at, site);
     return q;
@@ -207,7 +212,7 @@ public:
     if (!ensure_ready()) return Verdict::kInvalidPointer;
     Located at;
     Verdict v = validator_.locate(reinterpret_cast<uintptr_t>(p), origin, &at);
-    if (v == Verdict::kOk && at.h.size() != size) v = Verdict::kSizeMismatch;
+    if (v == Verdict::kOk && at.f.size != size) v = Verdict::kSizeMismatch;
     if (v != Verdict::kOk) {
       reporter_.report(v, p, at, site, origin, size);
       return v;
@@ -297,8 +302,10 @@ public:
     return AllocatorAudit::inspect(*this, p);
   }
 
-  /// TestOnly: the codec (tests forge and inspect headers with it).
+  /// TestOnly: the codec (tests forge and inspect Map headers with it).
   const HeaderCodec& codec_for_testing() const { return codec_; }
+  /// TestOnly: the Pool seal (tests forge and inspect Pool words and links with it).
+  const PoolSeal& pool_seal_for_testing() const { return pool_.seal(); }
   /// TestOnly: the Registry.
   Registry<Pal>& registry_for_testing() { return registry_; }
 
@@ -366,10 +373,10 @@ private:
     selector_.init_fixed(opts_.get(Opt::kThreshold));
     driver_.init({&pal_, &pool_, &selector_, &mapped_, &releaser_.counters().unmapped_bytes}, opts_, secret);
     paranoid_ = opts_.get(Opt::kHardening) == kHardeningParanoid;
-    validator_.init({&registry_, &codec_, &zero_, &hard_, paranoid_, opts_.get(Opt::kOriginCheck) != 0});
+    validator_.init({&registry_, &codec_, &pool_.seal(), &zero_, &hard_, paranoid_, opts_.get(Opt::kOriginCheck) != 0});
     reporter_.init(opts_.get(Opt::kOnError) == kOnErrorAbort);
     if (paranoid_) quarantine_.init({&pal_, &mapped_, &registry_, &validator_, &hard_}, opts_.get(Opt::kQuarantine));
-    pool_path_.init({&pool_, &quarantine_, &reporter_, &codec_, &hard_, paranoid_});
+    pool_path_.init({&pool_, &quarantine_, &reporter_, &validator_, &hard_, paranoid_});
     map_path_.init({&pal_, &map_, &cache_, &gate_, &codec_, &hard_, paranoid_});
     // Paranoid mode takes no fast path (so the default mode pays nothing for paranoia).
     if (!threads_.init(this, &pool_, !paranoid_)) return false;
@@ -394,13 +401,14 @@ private:
   // ------------------------------------------------------------ alloc tiers
 
   /// alloc() when class c's head span has no free block: carving, draining, adopting or mapping.
-  HAKMEM_SLOW_PATH void* alloc_refill(ThreadHeap* h, size_t c, size_t size, uintptr_t site, Origin origin) {
+  /// (A Pool block in the default mode keeps no allocation site: none is passed.)
+  HAKMEM_SLOW_PATH void* alloc_refill(ThreadHeap* h, size_t c, size_t size, Origin origin) {
     const uintptr_t block = pool_.alloc(h, c);
     if (block == 0) {
       errno = ENOMEM;
       return nullptr;
     }
-    return PoolPath<Pal>::hand_out(codec_, h, c, block, size, site, origin, selector_.current_id());
+    return PoolPath<Pal>::hand_out(pool_.seal(), h, c, block, size, origin, selector_.current_id());
   }
 
   /**
@@ -428,9 +436,11 @@ private:
   /// block when it has one, else the general path.
   HAKMEM_SLOW_PATH void* alloc_slow_pool(ThreadHeap* h, size_t size, uintptr_t site, Origin origin, uint8_t strategy) {
     const size_t c = SizeClasses::class_of(size);
-    if (const uintptr_t b = PoolPath<Pal>::pop_head(pool_, h, c)) {
+    uintptr_t u;
+    uint64_t key;
+    if (PoolPath<Pal>::pop_head(pool_, h, c, &u, &key)) {
       if (driver_.learning()) --Threads::tls.sample_countdown;  // (size >= kMinThreshold here)
-      return PoolPath<Pal>::hand_out(codec_, h, c, b, size, site, origin, strategy);
+      return PoolPath<Pal>::hand_out_at(pool_.seal(), h, c, u, key, size, origin, strategy);
     }
     return alloc_slow_general(size, site, origin);
   }
@@ -514,8 +524,7 @@ private:
       if (e->kind == ExtentKind::kMapBlock) *mb = static_cast<MapBlock*>(e);
       return false;
     }
-    return pool_path_.free_fast(codec_, pool_, static_cast<Span*>(e), u, origin, sized,
-                                [] { return Threads::tls.heap; });
+    return pool_path_.free_fast(pool_, static_cast<Span*>(e), u, origin, sized, [] { return Threads::tls.heap; });
   }
 
   /// free_fast()'s Map half: the block into the thread's large slot (LargeSlots::put()).

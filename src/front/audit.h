@@ -63,8 +63,8 @@ struct AllocatorAudit {
     info.verdict = a.validator_.locate(reinterpret_cast<uintptr_t>(p), Origin::kMalloc, &at, /*check_origin=*/false);
     if (at.extent != nullptr) info.kind = at.extent->kind;
     if (at.header_ok) {
-      info.fields = at.h.fields();
-      info.threshold_of_strategy = a.selector_.threshold_of(at.h.strategy());
+      info.fields = at.f;
+      info.threshold_of_strategy = a.selector_.threshold_of(at.f.strategy);
     }
     if (info.verdict == Verdict::kOk) info.usable = a.validator_.usable_of(at);
     return info;
@@ -104,8 +104,8 @@ struct AllocatorAudit {
         const uintptr_t block = s->base + uint64_t{i} * s->block_size;
         Located at;
         if (!a.validator_.locate_block(s, block, &at)) {
-          r.fail("carved Pool block header fails its checksum", block, 0);
-        } else if (at.h.state() == State::kLive) {
+          r.fail("I2 carved Pool block prefix does not open", block, 0);
+        } else if (at.f.state == State::kLive) {
           check_live_block(a, r, at);
         }
       }
@@ -151,15 +151,15 @@ struct AllocatorAudit {
   static void check_live_block(A& a, AuditResult& r, const Located& at) {
     ++r.live_blocks;
     const Method expected = at.extent->kind == ExtentKind::kPoolSpan ? Method::kPool : Method::kMap;
-    if (at.h.method() != expected) r.fail("I2 header method != Registry kind", at.block, 0);
+    if (at.f.method != expected) r.fail("I2 header method != Registry kind", at.block, 0);
     if (a.registry_.lookup(at.header + kHeaderSize) != at.extent) {
       r.fail("I2 Registry does not own the user pointer", at.block, 0);
     }
-    const uint64_t thr = a.selector_.threshold_of(at.h.strategy());
-    const bool map_expected = at.h.size() >= thr || at.h.size() + a.validator_.canary_bytes() + (at.header - at.block) >
-                                                        SizeClasses::kMaxUsable;
+    const uint64_t thr = a.selector_.threshold_of(at.f.strategy);
+    const bool map_expected =
+        at.f.size >= thr || at.f.size + a.validator_.canary_bytes() + (at.header - at.block) > SizeClasses::kMaxUsable;
     if (map_expected != (expected == Method::kMap)) {
-      r.fail("I3 method disagrees with the strategy in the header", at.h.size(), thr);
+      r.fail("I3 method disagrees with the strategy in the header", at.f.size, thr);
     }
   }
 };

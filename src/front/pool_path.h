@@ -32,52 +32,60 @@ public:
     PoolT* pool;
     Quarantine<Pal>* quarantine;
     Reporter* reporter;
-    const HeaderCodec* codec;
+    const Validator<Pal>* validator;
     const Hardening* hard;
     bool paranoid;
   };
   void init(const Parts& parts) { p_ = parts; }
 
   /**
-   * The start of the first free block of class c's head span, taken off its list, or 0 when there
-   * is none, or when its link does not open to a carved block of the span: the list is then left
-   * as it is, for Pool::alloc() on the slow path to report and cut.
+   * The first free block of class c's head span, taken off its list: true with *u its user
+   * pointer and *key PoolSeal::key(*u) (the link's, and the prefix's hand_out_at() writes).
+   * False when there is none, or when its link does not open to a carved block of the span: the
+   * list is then left as it is, for Pool::alloc() on the slow path to report and cut.
    */
-  static HAKMEM_FAST_PATH uintptr_t pop_head(const PoolT& pool, Heap* h, size_t c) {
+  static HAKMEM_FAST_PATH bool pop_head(const PoolT& pool, Heap* h, size_t c, uintptr_t* u, uint64_t* key) {
     Span* s = h->partial[c].head;
-    if (s == nullptr || s->free == 0) return 0;
-    const uintptr_t u = s->user_of(s->free);
-    const uint64_t next = pool.open_link(u);
-    if (__builtin_expect(next > s->carved.load(std::memory_order_relaxed), 0)) return 0;
+    if (s == nullptr || s->free == 0) return false;
+    const uintptr_t at = s->user_of(s->free);
+    const uint64_t k = pool.seal().key(at);
+    uint64_t link;
+    memcpy(&link, reinterpret_cast<const void*>(at), sizeof(link));
+    const uint64_t next = pool.seal().open_link(link, k);
+    if (__builtin_expect(next > s->carved.load(std::memory_order_relaxed), 0)) return false;
     s->free = static_cast<uint32_t>(next);
-    return u - kHeaderSize;
+    *u = at;
+    *key = k;
+    return true;
   }
 
-  /// Writes a plain Pool block's header (the strategy in force, I3) and counts it.
-  static HAKMEM_FAST_PATH void* hand_out(const HeaderCodec& codec, Heap* h, size_t c, uintptr_t block, size_t size,
-                                         uintptr_t site, Origin origin, uint8_t strategy) {
-    HeaderFields f;
-    f.method = Method::kPool;
-    f.origin = origin;
-    f.strategy = strategy;
-    f.size = size;
-    f.site = site & kSiteMask;
-    codec.encode(f, reinterpret_cast<void*>(block));
+  /// hand_out_at() of the block starting at `block`.
+  static HAKMEM_FAST_PATH void* hand_out(const PoolSeal& seal, Heap* h, size_t c, uintptr_t block, size_t size,
+                                         Origin origin, uint8_t strategy) {
+    const uintptr_t u = block + kHeaderSize;
+    return hand_out_at(seal, h, c, u, seal.key(u), size, origin, strategy);
+  }
+
+  /// Writes a plain Pool block's prefix in the default mode (its guard, and its word with the
+  /// strategy in force, I3) for user pointer u, whose key is `key`, and counts it.
+  static HAKMEM_FAST_PATH void* hand_out_at(const PoolSeal& seal, Heap* h, size_t c, uintptr_t u, uint64_t key,
+                                            size_t size, Origin origin, uint8_t strategy) {
+    write_pool_prefix(seal, u, key, key, PoolFields{PoolTag::kLive, origin, strategy, size});
     h->counters.pool_allocs[c].add(1);
-    track_alloc(block + kHeaderSize, block + kHeaderSize, SizeClasses::usable(c));
-    return reinterpret_cast<void*>(block + kHeaderSize);
+    track_alloc(u, u, SizeClasses::usable(c));
+    return reinterpret_cast<void*>(u);
   }
 
   /**
    * The fast free of p = u, in span s (the Registry's answer): true when p - 16 starts a block
-   * handed out and live_header_ok() passes for a Pool block of origin `origin` (and size
-   * `sized`); the block is then sealed Free, counted, and pushed on its span's free list (or
-   * handed to Pool::free() when this thread, `heap()`, does not own the span or it is full).
-   * False changes nothing.
+   * handed out and pool_live_ok() passes for origin `origin` (and size `sized`); the block's word
+   * is then sealed Free, the block counted and pushed on its span's free list (or handed to
+   * Pool::free() when this thread, `heap()`, does not own the span or it is full). False changes
+   * nothing.
    */
   template <class GetHeap>
-  HAKMEM_FAST_PATH bool free_fast(const HeaderCodec& codec, const PoolT& pool, Span* s, uintptr_t u, Origin origin,
-                                  uint64_t sized, GetHeap&& heap) {
+  HAKMEM_FAST_PATH bool free_fast(const PoolT& pool, Span* s, uintptr_t u, Origin origin, uint64_t sized,
+                                  GetHeap&& heap) {
     const uintptr_t block = u - kHeaderSize;
     // p - 16 must start a block handed out: its offset a multiple of the block size, and its
     // index below the carved count. exact_quotient() is the index of a multiple and more than any
@@ -86,12 +94,13 @@ public:
     // count too.)
     const uint64_t index = exact_quotient(block - s->base, s->inverse, s->shift);
     if (__builtin_expect(index >= s->carved.load(std::memory_order_relaxed), 0)) return false;
-    uint32_t sum;
-    if (__builtin_expect(!live_header_ok(codec, block, Method::kPool, origin, s->block_size - kHeaderSize, sized, &sum),
-                         0)) {
-      return false;
-    }
-    codec.seal_live_in_place(sum, State::kFree, reinterpret_cast<void*>(block));
+    const PoolSeal& seal = pool.seal();
+    const uint64_t key = seal.key(u);
+    uint64_t payload;
+    if (__builtin_expect(!pool_live_ok(seal, u, key, origin, s->room, sized, &payload), 0)) return false;
+    constexpr uint64_t kLiveToFree =
+        PoolPayload::head(PoolTag::kLive, Origin::kMalloc) ^ PoolPayload::head(PoolTag::kFree, Origin::kMalloc);
+    PoolSeal::store(u, seal.seal(payload ^ kLiveToFree, key));
     ThreadHeap* me = heap();
     me->counters.pool_frees[s->cls].add(1);
     track_free(u, s->block_size - kHeaderSize, kLinkSize);
@@ -100,7 +109,7 @@ public:
       // p's provenance (a test may pass the address of a local) for the block's.
       uintptr_t link = u;
       asm("" : "+r"(link));
-      pool.write_link(link, s->free);
+      pool.write_link(link, s->free, key);
       s->free = static_cast<uint32_t>(index + 1);
     } else {
       free_remote(me, s, block);
@@ -132,7 +141,7 @@ public:
     }
     const uintptr_t hdr = header_for(block, align);
     track_alloc(block + kHeaderSize, hdr + kHeaderSize, SizeClasses::block_size(c) - (hdr - block) - kHeaderSize);
-    write_headers(*p_.codec, block, hdr, Method::kPool, origin, strategy, size, site);
+    write_pool_prefixes(p_.pool->seal(), p_.paranoid, block, hdr, origin, strategy, size, site);
     if (p_.paranoid) p_.hard->write_canary(hdr + kHeaderSize + size);
     h->counters.pool_allocs[c].add(1);
     return reinterpret_cast<void*>(hdr + kHeaderSize);
@@ -140,12 +149,12 @@ public:
 
   /**
    * Frees a Pool block Validator::locate() accepted, as thread `me` (nullptr: a thread without a
-   * heap): one re-seal of the header, one counter, then its span's free list, or in paranoid mode
+   * heap): its word sealed Free, one counter, then its span's free list, or in paranoid mode
    * the quarantine, which records `site` as the free site.
    */
   void release(const Located& at, ThreadHeap* me, uintptr_t site) {
     auto* s = static_cast<Span*>(at.extent);
-    HeaderCodec::store(p_.codec->resealed(at.h, at.sum, State::kFree), reinterpret_cast<void*>(at.header));
+    p_.pool->seal().encode(PoolFields{PoolTag::kFree, at.f.origin, at.f.strategy, at.f.size}, at.header + kHeaderSize);
     if (me != nullptr) {
       me->counters.pool_frees[s->cls].add(1);
     } else {
@@ -162,18 +171,13 @@ public:
 
   /**
    * Pool's BadLink sink: the link of free block u of span s did not open to a carved block of s.
-   * The report names the block, with its size and allocation site when its header still
-   * decodes (the header of a freed block is kept: it says who had the block before).
+   * The report names the block, with its size (and in paranoid mode its allocation site) when its
+   * prefix still opens: a freed block keeps it, saying what the block was before.
    */
   void report_bad_link(const Span* s, uintptr_t u) {
     Located at;
     at.extent = const_cast<Span*>(s);
-    at.block = at.header = u - kHeaderSize;
-    const Header h = HeaderCodec::load(reinterpret_cast<void*>(at.header));
-    if (p_.codec->valid(h, at.header) && h.method() == Method::kPool) {
-      at.h = h;
-      at.header_ok = true;
-    }
+    p_.validator->locate_block(at.extent, u - kHeaderSize, &at);
     p_.reporter->report(Verdict::kCorruptedLink, reinterpret_cast<void*>(u), at, 0, Origin::kMalloc);
   }
 

@@ -194,7 +194,7 @@ public:
   /// A block that was freed, as its header describes it (spans outlive their blocks).
   FreedBlock view(uintptr_t block) const {
     FreedBlock f{static_cast<Span*>(p_.registry->lookup(block)), {}, false, 0, 0};
-    f.header_ok = p_.validator->locate_block(f.span, block, &f.at) && f.at.h.state() == State::kFree;
+    f.header_ok = p_.validator->locate_block(f.span, block, &f.at) && f.at.f.state == State::kFree;
     f.at.header_ok = f.header_ok;  // a header overwritten after the free: the report names no size or site
     f.user = f.header_ok ? f.at.header + kHeaderSize : block + kHeaderSize;
     f.room = f.header_ok ? Validator<Pal>::capacity_of(f.at) : f.span->block_size - kHeaderSize;

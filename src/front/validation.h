@@ -1,4 +1,4 @@
-// Validation: where a pointer leads, the one live-header check every free path makes, and the report.
+// Validation: where a pointer leads, the live-block checks of the fast frees, and the report.
 #pragma once
 
 #include <stdlib.h>
@@ -10,6 +10,7 @@
 #include "backing/backing.h"
 #include "core/core.h"
 #include "front/hardening.h"
+#include "front/layout.h"
 #include "header/header.h"
 
 namespace hakmem {
@@ -19,10 +20,11 @@ struct Located {
   Verdict verdict = Verdict::kInvalidPointer;
   Extent* extent = nullptr;
   uintptr_t block = 0;     ///< block start (Pool) or mapping base (Map)
-  uintptr_t header = 0;    ///< the real header (block, or block + offset for aligned blocks)
-  bool header_ok = false;  ///< h passed its checksum
+  uintptr_t header = 0;    ///< the real prefix, 16 bytes before the user pointer (block, or further in when aligned)
+  bool header_ok = false;  ///< the prefix opened: a Map header's checksum, or a Pool block's word and guard
   bool zero = false;       ///< a zero-size block of the ZeroArena (no extent, no header)
-  Header h{};              ///< the real header, when header_ok
+  HeaderFields f{};        ///< what the prefix says, when header_ok (a Pool block: method Pool, state Live or Free)
+  Header h{};              ///< a Map block's header as stored, when header_ok
   uint32_t sum = 0;        ///< h's keyed sum at `header`, when header_ok (for an incremental re-seal)
 };
 
@@ -39,8 +41,26 @@ HAKMEM_FAST_PATH uint64_t live_lo(const Header& h, Method m, Origin o) {
 }
 
 /**
- * The live-block check of the fast free paths (the Pool free and the large slot's): true when the
- * header stored at `block` says method `m`, state Live and exactly origin `o` (one compare), its
+ * The live-block check of the Pool fast free, for user pointer u whose key is `key`
+ * (PoolSeal::key(u)): true when the guard at u - 16 is the key, and the word at u - 8 opens to a
+ * payload of tag Live, exactly origin `o`, a size that fits the block (`room`, the span's
+ * PoolPayload::room(), one compare for all of that) and equals `sized` (unless kUnsized). Then
+ * *payload is the opened payload, for the re-seal. False changes nothing: the caller declines,
+ * and Validator::locate() on the general path diagnoses the same block in full.
+ */
+HAKMEM_FAST_PATH bool pool_live_ok(const PoolSeal& seal, uintptr_t u, uint64_t key, Origin o, uint64_t room,
+                                   uint64_t sized, uint64_t* payload) {
+  if (__builtin_expect(PoolSeal::load(u - sizeof(uint64_t)) != key, 0)) return false;
+  const uint64_t p = seal.open(PoolSeal::load(u), key);
+  const uint64_t t = p ^ PoolPayload::head(PoolTag::kLive, o);
+  if (__builtin_expect(t > room || (sized != kUnsized && t >> PoolPayload::kSizeShift != sized), 0)) return false;
+  *payload = p;
+  return true;
+}
+
+/**
+ * The live-header check of the large slot's fast free: true when the Map header stored at `block`
+ * says method `m`, state Live and exactly origin `o` (one compare), its
  * size fits `room` and equals `sized` (unless kUnsized), and its keyed checksum is right. Then
  * *sum is its keyed sum, for the in-place re-seal. False changes nothing: the caller declines,
  * and Validator::locate() on the general path diagnoses the same header in full.
@@ -73,6 +93,7 @@ public:
   struct Parts {
     Registry<Pal>* registry;
     const HeaderCodec* codec;
+    const PoolSeal* seal;
     ZeroArena<Pal>* zero;
     const Hardening* hard;
     bool paranoid;
@@ -116,24 +137,25 @@ public:
     }
     if (!locate_block(e, block, at)) return at->verdict;
     if (p != at->header + kHeaderSize) return at->verdict = Verdict::kMisaligned;
-    const Header& h = at->h;
-    if (h.state() != State::kLive) return at->verdict = Verdict::kDoubleFree;
-    if (h.method() != expected) return at->verdict = Verdict::kMethodMismatch;
-    if (check_origin && !origins_compatible(h.origin(), origin) && p_.origin_check) {
+    const HeaderFields& f = at->f;
+    if (f.state != State::kLive) return at->verdict = Verdict::kDoubleFree;
+    if (f.method != expected) return at->verdict = Verdict::kMethodMismatch;
+    if (check_origin && !origins_compatible(f.origin, origin) && p_.origin_check) {
       return at->verdict = Verdict::kMismatchedOrigin;
     }
-    if (h.size() + canary_bytes() > capacity_of(*at)) return at->verdict = Verdict::kCorrupted;
+    if (f.size + canary_bytes() > capacity_of(*at)) return at->verdict = Verdict::kCorrupted;
     // Paranoid: the canary right after the requested size (the block is live, so readable).
-    if (p_.paranoid && !p_.hard->canary_intact(p + h.size())) return at->verdict = Verdict::kOverflow;
+    if (p_.paranoid && !p_.hard->canary_intact(p + f.size)) return at->verdict = Verdict::kOverflow;
     return at->verdict = Verdict::kOk;
   }
 
-  /// Checks the canonical header at `block` of extent e and follows a forward record. False
-  /// (verdict kCorrupted) when either fails its checksum or the record points outside the block.
+  /// Checks the canonical prefix at `block` of extent e and follows a forward record. False
+  /// (verdict kCorrupted) when either does not open or the record points outside the block.
   bool locate_block(Extent* e, uintptr_t block, Located* at) const {
     at->extent = e;
     at->block = block;
     at->header = block;
+    if (e->kind == ExtentKind::kPoolSpan) return locate_pool_block(static_cast<Span*>(e), block, at);
     Header h = HeaderCodec::load(reinterpret_cast<void*>(block));
     uint32_t sum;
     if (__builtin_expect(!p_.codec->valid(h, block, &sum), 0)) {
@@ -156,6 +178,49 @@ public:
     }
     at->h = h;
     at->sum = sum;
+    at->f = h.fields();
+    at->header_ok = true;
+    return true;
+  }
+
+  /**
+   * The word of Pool user pointer u, opened: false when it does not open to a payload, or when the
+   * first word at u - 16 is not what pool_first_word() wrote (all of it in the default mode, the
+   * key's bits below the site in paranoid mode). *site is the paranoid mode's allocation site, else 0.
+   */
+  bool open_pool(uintptr_t u, PoolFields* f, uintptr_t* site) const {
+    const uint64_t key = p_.seal->key(u);
+    const uint64_t payload = p_.seal->open(PoolSeal::load(u), key);
+    const uint64_t first = PoolSeal::load(u - sizeof(uint64_t));
+    const uint64_t checked = p_.paranoid ? kSiteCheckMask : ~uint64_t{0};
+    if (!PoolPayload::valid(payload) || ((first ^ key) & checked) != 0) return false;
+    *f = PoolPayload::fields(payload);
+    *site = p_.paranoid ? first >> kSiteCheckBits : 0;
+    return true;
+  }
+
+  /// locate_block() of a Pool block: its word and guard, then through a forward word to the real ones.
+  bool locate_pool_block(const Span* s, uintptr_t block, Located* at) const {
+    PoolFields f;
+    uintptr_t site;
+    if (__builtin_expect(!open_pool(block + kHeaderSize, &f, &site), 0)) {
+      at->verdict = Verdict::kCorrupted;
+      return false;
+    }
+    if (__builtin_expect(f.tag == PoolTag::kForward, 0)) {
+      const uint64_t off = f.size;
+      if (off == 0 || off % kHeaderSize != 0 || off + kHeaderSize > s->block_size) {
+        at->verdict = Verdict::kCorrupted;
+        return false;
+      }
+      at->header = block + off;
+      if (!open_pool(at->header + kHeaderSize, &f, &site) || f.tag == PoolTag::kForward) {
+        at->verdict = Verdict::kCorrupted;
+        return false;
+      }
+    }
+    at->f = HeaderFields{
+        Method::kPool, f.tag == PoolTag::kLive ? State::kLive : State::kFree, f.origin, f.strategy, f.size, site};
     at->header_ok = true;
     return true;
   }
@@ -166,7 +231,7 @@ public:
   /// What the caller may use: the requested size in paranoid mode (the canary follows), else the room.
   uint64_t usable_of(const Located& at) const {
     if (at.zero) return 0;
-    return p_.paranoid ? at.h.size() : capacity_of(at);
+    return p_.paranoid ? at.f.size : capacity_of(at);
   }
 
   /// Bytes from the located block's user pointer to the end of its block (its room).
@@ -207,9 +272,9 @@ public:
     r.free_origin = free_origin;
     if (at.header_ok && v != Verdict::kCorrupted) {
       r.size_known = true;
-      r.size = at.h.size();
-      r.alloc_site = at.h.site();
-      r.alloc_origin = at.h.origin();
+      r.size = at.f.size;
+      r.alloc_site = at.f.site;
+      r.alloc_origin = at.f.origin;
     }
     if (at.zero) r.size_known = true;  // a zero-size block (no header, no site)
     format_report(r, sink_, sink_arg_);
