@@ -209,16 +209,24 @@ public:
   Verdict free_sized(void* p, size_t size, uintptr_t site, Origin origin) {
     if (p == nullptr) return Verdict::kOk;
     if (__builtin_expect(size != kUnsized && free_fast(p, origin, size), 1)) return Verdict::kOk;
-    if (!ensure_ready()) return Verdict::kInvalidPointer;
-    Located at;
-    Verdict v = validator_.locate(reinterpret_cast<uintptr_t>(p), origin, &at);
-    if (v == Verdict::kOk && at.f.size != size) v = Verdict::kSizeMismatch;
-    if (v != Verdict::kOk) {
-      reporter_.report(v, p, at, site, origin, size);
-      return v;
+    return free_sized_general(p, size, site, origin);
+  }
+
+  /**
+   * free_sized() from a libc or C++ entry point, shaped as free_entry(): the Pool fast path with
+   * the size checked (as fast as an unsized free), else free_entry_sized_large() or
+   * free_sized_general() by tail calls, the caller's address read only there.
+   */
+  HAKMEM_FAST_PATH void free_entry_sized(void* p, size_t size, Origin origin) {
+    if (p == nullptr) return;
+    MapBlock* mb = nullptr;
+    if (__builtin_expect(size != kUnsized && free_fast_pool(p, origin, size, &mb), 1)) return;
+    const auto site = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
+    if (mb != nullptr) {
+      free_entry_sized_large(mb, p, size, site, origin);
+    } else {
+      free_sized_general(p, size, site, origin);
     }
-    free_commit(at, site);
-    return Verdict::kOk;
   }
 
   /// Bytes usable at p; 0 (and a report) for a pointer that is not a live block. In paranoid
@@ -539,6 +547,31 @@ private:
     if (!slots_.put(codec_, me->slot, mb, u, origin, kUnsized)) {
       free_general(reinterpret_cast<void*>(u), site, origin);
     }
+  }
+
+  /// free_entry_sized()'s Map half: the thread's large slot, else every check with a report.
+  HAKMEM_SLOW_PATH void free_entry_sized_large(MapBlock* mb, void* p, size_t size, uintptr_t site, Origin origin) {
+    if (size != kUnsized && free_fast_slot(mb, reinterpret_cast<uintptr_t>(p), origin, size)) return;
+    free_sized_general(p, size, site, origin);
+  }
+
+  /// free_sized() without the fast paths: every check, the size included, with a report on
+  /// failure. Never changes errno.
+  HAKMEM_SLOW_PATH Verdict free_sized_general(void* p, size_t size, uintptr_t site, Origin origin) {
+    const int saved_errno = errno;
+    Verdict v = Verdict::kInvalidPointer;
+    if (ensure_ready()) {
+      Located at;
+      v = validator_.locate(reinterpret_cast<uintptr_t>(p), origin, &at);
+      if (v == Verdict::kOk && at.f.size != size) v = Verdict::kSizeMismatch;
+      if (v != Verdict::kOk) {
+        reporter_.report(v, p, at, site, origin, size);
+      } else {
+        free_commit(at, site);
+      }
+    }
+    errno = saved_errno;
+    return v;
   }
 
   /// free() without the fast paths: every check in order, with a report on failure. Never

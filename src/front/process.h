@@ -17,3 +17,5 @@ extern Allocator<ProcessConfig> g_process;
 /// Frees p through the process allocator from an entry point (Allocator::free_entry()): the
 /// entry point's caller is the free site, for reports.
 #define HAKMEM_PROCESS_FREE(p, origin) ::hakmem::g_process.free_entry((p), (origin))
+/// The same for a sized release (C++ sized delete, C23 free_sized): Allocator::free_entry_sized().
+#define HAKMEM_PROCESS_FREE_SIZED(p, size, origin) ::hakmem::g_process.free_entry_sized((p), (size), (origin))

@@ -89,17 +89,11 @@ HAKMEM_EXPORT void* pvalloc(size_t size) {
 HAKMEM_EXPORT size_t malloc_usable_size(void* p) { return g_process.usable_size(p); }
 
 /// C23: the size must be the one allocated; a different size is reported.
-HAKMEM_EXPORT void free_sized(void* p, size_t size) {
-  const int saved = errno;
-  g_process.free_sized(p, size, HAKMEM_CALLER, Origin::kMalloc);
-  errno = saved;
-}
+HAKMEM_EXPORT void free_sized(void* p, size_t size) { HAKMEM_PROCESS_FREE_SIZED(p, size, Origin::kMalloc); }
 
 /// C23: for aligned_alloc blocks; the size is checked, the alignment is implied by the block.
 HAKMEM_EXPORT void free_aligned_sized(void* p, size_t /*align*/, size_t size) {
-  const int saved = errno;
-  g_process.free_sized(p, size, HAKMEM_CALLER, Origin::kAligned);
-  errno = saved;
+  HAKMEM_PROCESS_FREE_SIZED(p, size, Origin::kAligned);
 }
 
 // ---------------------------------------------------------------- glibc's __libc_* names

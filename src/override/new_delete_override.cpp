@@ -63,18 +63,18 @@ HAKMEM_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept {
   HAKMEM_PROCESS_FREE(p, Origin::kNewArray);
 }
 HAKMEM_EXPORT void operator delete(void* p, size_t n) noexcept {
-  g_process.free_sized(p, n, HAKMEM_CALLER, Origin::kNew);
+  HAKMEM_PROCESS_FREE_SIZED(p, n, Origin::kNew);
 }
 HAKMEM_EXPORT void operator delete[](void* p, size_t n) noexcept {
-  g_process.free_sized(p, n, HAKMEM_CALLER, Origin::kNewArray);
+  HAKMEM_PROCESS_FREE_SIZED(p, n, Origin::kNewArray);
 }
 HAKMEM_EXPORT void operator delete(void* p, std::align_val_t) noexcept { HAKMEM_PROCESS_FREE(p, Origin::kNew); }
 HAKMEM_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { HAKMEM_PROCESS_FREE(p, Origin::kNewArray); }
 HAKMEM_EXPORT void operator delete(void* p, size_t n, std::align_val_t) noexcept {
-  g_process.free_sized(p, n, HAKMEM_CALLER, Origin::kNew);
+  HAKMEM_PROCESS_FREE_SIZED(p, n, Origin::kNew);
 }
 HAKMEM_EXPORT void operator delete[](void* p, size_t n, std::align_val_t) noexcept {
-  g_process.free_sized(p, n, HAKMEM_CALLER, Origin::kNewArray);
+  HAKMEM_PROCESS_FREE_SIZED(p, n, Origin::kNewArray);
 }
 HAKMEM_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
   HAKMEM_PROCESS_FREE(p, Origin::kNew);
