@@ -576,7 +576,9 @@ TEST_F(ValidatorTest, AlignedBlocksAreFoundThroughTheirForwardRecord) {
       EXPECT_EQ(at.block, m.block);
       EXPECT_EQ(at.header, m.hdr) << "the real header, past the forward record";
       EXPECT_EQ(at.f.origin, Origin::kAligned);
-      if (map) EXPECT_EQ(at.sum, r().codec.sum_of(at.h, m.hdr));
+      if (map) {
+        EXPECT_EQ(at.sum, r().codec.sum_of(at.h, m.hdr));
+      }
       EXPECT_EQ(Validator<LinuxPal>::capacity_of(at), m.room - kHeaderSize);
       EXPECT_GE(Validator<LinuxPal>::capacity_of(at), at.f.size) << "I5: the aligned request fits";
     }
