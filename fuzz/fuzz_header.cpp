@@ -70,12 +70,18 @@ public:
       case 3: wild_pointer(); break;
       case 4: double_free(); break;
       case 5: wrong_release(); break;
-      default: make_victim(); break;
+      default:
+        if (in_.below(8) == 0) {
+          corrupt_link();
+        } else {
+          make_victim();
+        }
+        break;
       }
       nothing_changed();
     }
     while (shadow_.count() > 0) free_ok(shadow_.nth(0));
-    hakmem_fuzz::check_audit(*a_, "freeing every block");
+    if (!cut_) hakmem_fuzz::check_audit(*a_, "freeing every block");
   }
 
 private:
@@ -397,19 +403,59 @@ private:
     }
   }
 
-  /// After each action (headers restored): every live block intact and valid, the audit clean.
+  /**
+   * A write after free into a freed Pool block's free-list link (fuzzer bytes, or one flipped bit,
+   * over its first 8 bytes). The model: the allocations of its size that follow never hand out a
+   * live block, the forged value or one block twice, and the one that meets the link reports one
+   * corrupted free list naming the block. The list is cut there, its blocks past the cut lost by
+   * design, so the audit's accounting is no longer checked after this action (everything else is).
+   */
+  void corrupt_link() {
+    if (shadow_.count() == 0) return;
+    void* p = victim();
+    const Layout l = layout_of(*a_, p);
+    // A plain Pool block, allocated unaligned: its link is at its user pointer, and a malloc of its
+    // size takes its class.
+    if (!l.pool || l.hdr != l.block || shadow_.at(p).align > 16) return;
+    const uint64_t size = shadow_.at(p).size;
+    free_ok(p);
+    uint64_t link;
+    memcpy(&link, p, sizeof(link));
+    const uint64_t forged = in_.flag() ? link ^ uint64_t{1} << in_.below(64) : in_.u64();
+    if (forged == link) return;
+    memcpy(p, &forged, sizeof(forged));
+    cut_ = true;
+    const uint64_t before = a_->error_count(Verdict::kCorruptedLink);
+    const size_t lines = reports_.lines();
+    std::vector<void*> got;
+    for (int i = 0; i < 5000 && a_->error_count(Verdict::kCorruptedLink) == before; ++i) {
+      void* x = a_->alloc(size, kSite);
+      FUZZ_CHECK(x != nullptr, "allocation of %llu after a corrupted link failed", (unsigned long long)size);
+      FUZZ_CHECK(!shadow_.contains(x), "a live block %p was handed out again", x);
+      FUZZ_CHECK(reinterpret_cast<uintptr_t>(x) != forged, "the forged link %p was followed", x);
+      for (void* g : got) FUZZ_CHECK(g != x, "%p was handed out twice", x);
+      got.push_back(x);
+    }
+    FUZZ_CHECK(a_->error_count(Verdict::kCorruptedLink) == before + 1, "a corrupted link of %p was never reported", p);
+    expect_report(lines, p, Verdict::kCorruptedLink);
+    for (void* g : got) FUZZ_CHECK(a_->free(g, kSite) == Verdict::kOk, "free of %p after a corrupted link failed", g);
+  }
+
+  /// After each action (headers restored): every live block intact and valid, the audit clean
+  /// (its accounting too, unless a corrupted link cut a free list).
   void nothing_changed() {
     shadow_.verify_all();
     for (const auto& [u, b] : shadow_.blocks()) {
       FUZZ_CHECK(a_->check(reinterpret_cast<void*>(u)) == Verdict::kOk, "live %p no longer validates",
                  reinterpret_cast<void*>(u));
     }
-    hakmem_fuzz::check_audit(*a_, "a rejected misuse");
+    if (!cut_) hakmem_fuzz::check_audit(*a_, "a rejected misuse");
   }
 
   Input& in_;
   hakmem_fuzz::ReportCapture reports_;
   size_t last_text_end_ = 0;
+  bool cut_ = false;  ///< a corrupted link cut a free list: the blocks past the cut are lost by design
   ScopedAllocator<TestConfig> a_;
   Shadow shadow_;
 };
