@@ -421,7 +421,7 @@ private:
     free_ok(p);
     uint64_t link;
     memcpy(&link, p, sizeof(link));
-    const uint64_t forged = in_.flag() ? link ^ uint64_t{1} << in_.below(64) : in_.u64();
+    const uint64_t forged = in_.flag() ? link ^ uint64_t { 1 } << in_.below(64) : in_.u64();
     if (forged == link) return;
     memcpy(p, &forged, sizeof(forged));
     cut_ = true;

@@ -62,12 +62,8 @@ HAKMEM_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { HA
 HAKMEM_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept {
   HAKMEM_PROCESS_FREE(p, Origin::kNewArray);
 }
-HAKMEM_EXPORT void operator delete(void* p, size_t n) noexcept {
-  HAKMEM_PROCESS_FREE_SIZED(p, n, Origin::kNew);
-}
-HAKMEM_EXPORT void operator delete[](void* p, size_t n) noexcept {
-  HAKMEM_PROCESS_FREE_SIZED(p, n, Origin::kNewArray);
-}
+HAKMEM_EXPORT void operator delete(void* p, size_t n) noexcept { HAKMEM_PROCESS_FREE_SIZED(p, n, Origin::kNew); }
+HAKMEM_EXPORT void operator delete[](void* p, size_t n) noexcept { HAKMEM_PROCESS_FREE_SIZED(p, n, Origin::kNewArray); }
 HAKMEM_EXPORT void operator delete(void* p, std::align_val_t) noexcept { HAKMEM_PROCESS_FREE(p, Origin::kNew); }
 HAKMEM_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { HAKMEM_PROCESS_FREE(p, Origin::kNewArray); }
 HAKMEM_EXPORT void operator delete(void* p, size_t n, std::align_val_t) noexcept {
