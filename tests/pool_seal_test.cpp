@@ -75,6 +75,25 @@ TEST(PoolSeal, WordsRoundTrip) {
   }
 }
 
+// Freeing re-seals with one add: a Live word plus free_delta() is the word of the same payload
+// with the tag Free, for every origin, size, strategy, address and secret.
+TEST(PoolSeal, FreeDeltaReSealsALiveWordAsFree) {
+  for (uint64_t secret : kSecrets) {
+    const PoolSeal s = make_seal(secret);
+    for (uintptr_t u : kAddresses) {
+      for (const PoolFields& f : sample_fields()) {
+        if (f.tag != PoolTag::kLive) continue;
+        PoolFields freed = f;
+        freed.tag = PoolTag::kFree;
+        EXPECT_EQ(s.seal(PoolPayload::make(f), s.key(u)) + s.free_delta(), s.seal(PoolPayload::make(freed), s.key(u)));
+      }
+    }
+  }
+  const PoolSeal d;  // the defaults too
+  EXPECT_EQ(d.seal(PoolPayload::make(PoolFields{}), d.key(0x1000)) + d.free_delta(),
+            d.seal(PoolPayload::make(PoolFields{PoolTag::kFree, Origin::kMalloc, 0, 0}), d.key(0x1000)));
+}
+
 TEST(PoolSeal, TheFastCompareChecksTagOriginAndRoom) {
   const PoolSeal s = make_seal(kSecrets[2]);
   const uintptr_t u = kAddresses[1];

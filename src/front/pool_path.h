@@ -96,11 +96,9 @@ public:
     if (__builtin_expect(index >= s->carved.load(std::memory_order_relaxed), 0)) return false;
     const PoolSeal& seal = pool.seal();
     const uint64_t key = seal.key(u);
-    uint64_t payload;
-    if (__builtin_expect(!pool_live_ok(seal, u, key, origin, s->room, sized, &payload), 0)) return false;
-    constexpr uint64_t kLiveToFree =
-        PoolPayload::head(PoolTag::kLive, Origin::kMalloc) ^ PoolPayload::head(PoolTag::kFree, Origin::kMalloc);
-    PoolSeal::store(u, seal.seal(payload ^ kLiveToFree, key));
+    uint64_t word;
+    if (__builtin_expect(!pool_live_ok(seal, u, key, origin, s->room, sized, &word), 0)) return false;
+    PoolSeal::store(u, word + seal.free_delta());
     ThreadHeap* me = heap();
     me->counters.pool_frees[s->cls].add(1);
     track_free(u, s->block_size - kHeaderSize, kLinkSize);

@@ -45,16 +45,16 @@ HAKMEM_FAST_PATH uint64_t live_lo(const Header& h, Method m, Origin o) {
  * (PoolSeal::key(u)): true when the guard at u - 16 is the key, and the word at u - 8 opens to a
  * payload of tag Live, exactly origin `o`, a size that fits the block (`room`, the span's
  * PoolPayload::room(), one compare for all of that) and equals `sized` (unless kUnsized). Then
- * *payload is the opened payload, for the re-seal. False changes nothing: the caller declines,
- * and Validator::locate() on the general path diagnoses the same block in full.
+ * *word is the word as stored, for the re-seal (PoolSeal::free_delta()). False changes nothing:
+ * the caller declines, and Validator::locate() on the general path diagnoses the same block in full.
  */
 HAKMEM_FAST_PATH bool pool_live_ok(const PoolSeal& seal, uintptr_t u, uint64_t key, Origin o, uint64_t room,
-                                   uint64_t sized, uint64_t* payload) {
+                                   uint64_t sized, uint64_t* word) {
   if (__builtin_expect(PoolSeal::load(u - sizeof(uint64_t)) != key, 0)) return false;
-  const uint64_t p = seal.open(PoolSeal::load(u), key);
-  const uint64_t t = p ^ PoolPayload::head(PoolTag::kLive, o);
+  const uint64_t w = PoolSeal::load(u);
+  const uint64_t t = seal.open(w, key) ^ PoolPayload::head(PoolTag::kLive, o);
   if (__builtin_expect(t > room || (sized != kUnsized && t >> PoolPayload::kSizeShift != sized), 0)) return false;
-  *payload = p;
+  *word = w;
   return true;
 }
 

@@ -59,13 +59,15 @@ struct PoolPayload {
  * Seals Pool block words and free-list links with a per-process secret.
  *
  * Both are keyed with the block's user pointer u through key(u) = (u ^ ka) * ma, then
- *   word = (payload ^ key(u)) * m            open: word * m^-1 ^ key(u)
- *   link = (next ^ key(u) ^ kl) * m          open: link * m^-1 ^ key(u) ^ kl
- * where `next` is the index + 1 of the next free block of the span (0 ends the list).
+ *   word = (payload + key(u)) * m            open: word * m^-1 - key(u)
+ *   link = (next + key(u) + kl) * m          open: link * m^-1 - key(u) - kl
+ * where `next` is the index + 1 of the next free block of the span (0 ends the list). Everything
+ * is linear over Z/2^64, so freeing re-seals a Live word with one add: the tag moves by a
+ * constant, and so does the word (free_delta()).
  *
- * - A change of a word by an additive D moves its opened value by D * m^-1 before the xor. Its
- *   bits 36..63, zero in every payload, stay as they were only when (D * m^-1) >> 36 is 0 or all
- *   ones (the carry from below adds at most 1). set_secret() draws m until no D of a one- or
+ * - A change of a word by an additive D moves its opened value by D * m^-1. Its bits 36..63,
+ *   zero in every payload, stay as they were only when (D * m^-1) >> 36 is 0 or all ones (the
+ *   carry from below adds at most 1). set_secret() draws m until no D of a one- or
  *   two-bit flip (+-2^j, +-2^i +- 2^j) has that property: every one- and two-bit flip of a word
  *   is caught, and of a link it opens far past any block count.
  * - The same holds for ma and the address: a word or link read at an address one or two bits
@@ -83,6 +85,7 @@ public:
     uint64_t x = secret ^ 0x706f6f6c7365616cULL;
     m_ = draw_multiplier(&x, true);
     m_inv_ = odd_inverse(m_);
+    free_delta_ = kLiveToFree * m_;
     ma_ = draw_multiplier(&x, false);
     x = mix64(x + 0x9e3779b97f4a7c15ULL);
     ka_ = x;
@@ -93,11 +96,15 @@ public:
   /// The keyed hash of user pointer u: a block's word and its link are both keyed with it.
   HAKMEM_FAST_PATH uint64_t key(uintptr_t u) const { return (u ^ ka_) * ma_; }
 
-  HAKMEM_FAST_PATH uint64_t seal(uint64_t payload, uint64_t key) const { return (payload ^ key) * m_; }
-  HAKMEM_FAST_PATH uint64_t open(uint64_t word, uint64_t key) const { return word * m_inv_ ^ key; }
+  HAKMEM_FAST_PATH uint64_t seal(uint64_t payload, uint64_t key) const { return (payload + key) * m_; }
+  HAKMEM_FAST_PATH uint64_t open(uint64_t word, uint64_t key) const { return word * m_inv_ - key; }
 
-  HAKMEM_FAST_PATH uint64_t seal_link(uint64_t next, uint64_t key) const { return (next ^ key ^ kl_) * m_; }
-  HAKMEM_FAST_PATH uint64_t open_link(uint64_t link, uint64_t key) const { return link * m_inv_ ^ key ^ kl_; }
+  /// The word of a Live block's payload p, re-sealed as the same payload with the tag Free:
+  /// seal(p, k) + free_delta() == seal(p - head(kLive) + head(kFree), k), with no multiply.
+  HAKMEM_FAST_PATH uint64_t free_delta() const { return free_delta_; }
+
+  HAKMEM_FAST_PATH uint64_t seal_link(uint64_t next, uint64_t key) const { return (next + key + kl_) * m_; }
+  HAKMEM_FAST_PATH uint64_t open_link(uint64_t link, uint64_t key) const { return link * m_inv_ - key - kl_; }
 
   /// The word of user pointer u (the 8 bytes before it), unchecked.
   static HAKMEM_FAST_PATH uint64_t load(uintptr_t u) {
@@ -154,8 +161,13 @@ private:
     }
   }
 
+  /// How a payload moves from tag Live to tag Free (the same for every origin).
+  static constexpr uint64_t kLiveToFree =
+      PoolPayload::head(PoolTag::kFree, Origin::kMalloc) - PoolPayload::head(PoolTag::kLive, Origin::kMalloc);
+
   // The defaults (until set_secret()) satisfy spreads_flips() too (tests/pool_seal_test.cpp).
   uint64_t m_ = 0x359bb4bfbd3a31e5ULL;
+  uint64_t free_delta_ = kLiveToFree * 0x359bb4bfbd3a31e5ULL;
   uint64_t m_inv_ = 0x355fa969cc3fa3edULL;
   uint64_t ma_ = 0x7db9213ebe22cf9bULL;
   uint64_t ka_ = 0x5bd1e9955bd1e995ULL;
