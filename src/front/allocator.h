@@ -22,6 +22,7 @@
 #include "front/map_path.h"
 #include "front/pool_path.h"
 #include "front/quarantine.h"
+#include "front/realloc.h"
 #include "front/stats.h"
 #include "front/thread_state.h"
 #include "front/validation.h"
@@ -118,55 +119,9 @@ public:
     return p;
   }
 
-  /// Resizes, keeping min(old, new) bytes (I5). A bad pointer is reported like a bad free and gives
-  /// nullptr; on ENOMEM the old block is untouched. realloc(p, 0) frees p and gives nullptr (glibc).
-  void* realloc(void* p, size_t size, uintptr_t site) {
-    if (p == nullptr) return alloc(size, site);
-    if (!ensure_ready()) return nullptr;
-    Located at;
-    const Verdict v = validator_.locate(reinterpret_cast<uintptr_t>(p), Origin::kMalloc, &at);
-    if (v != Verdict::kOk) {
-      reporter_.report(v, p, at, site, Origin::kMalloc);
-      errno = EINVAL;
-      return nullptr;
-    }
-    if (size == 0) {
-      free_commit(at, site);
-      return nullptr;
-    }
-    bool fresh;
-    if (at.zero) {  // zero-size block: nothing to keep
-      void* q = alloc_general(size, kHeaderSize, site, Origin::kMalloc, &fresh);
-      if (q != nullptr) free_commit(at, site);
-      return q;
-    }
-    const uint64_t capacity = Validator<Pal>::capacity_of(at);
-    const uint64_t need = size + validator_.canary_bytes();
-    const StrategySnapshot snap = selector_.snapshot();
-    const bool want_map = size >= snap.threshold;
-    const bool is_map = at.f.method == Method::kMap;
-    // Stay in place when the block fits, its backing still agrees with the strategy in force
-    // (I3), and it is not grossly oversized.
-    if (need <= capacity && want_map == is_map && (need > capacity / 2 || capacity <= 2 * kHeaderSize)) {
-      if (is_map) {
-        HeaderFields f = at.f;
-        f.size = size;
-        f.strategy = snap.id;
-        codec_.encode(f, reinterpret_cast<void*>(at.header));
-      } else {
-        pool_.seal().encode(PoolFields{PoolTag::kLive, at.f.origin, snap.id, size}, reinterpret_cast<uintptr_t>(p));
-      }
-      if (paranoid_) hard_.write_canary(reinterpret_cast<uintptr_t>(p) + size);
-      return p;
-    }
-    const Origin origin = at.f.origin == Origin::kAligned ? Origin::kMalloc : at.f.origin;
-    void* q = alloc_general(size, kHeaderSize, site, origin, &fresh);
-    if (q == nullptr) return nullptr;  // errno is ENOMEM; p is untouched
-    const uint64_t old_size = at.f.size;
-    memcpy(q, p, size < old_size ? size : old_size);
-    free_commit(at, site);
-    return q;
-  }
+  /// Resizes, keeping min(old, new) bytes (I5): AllocatorRealloc (realloc.h). A bad pointer is
+  /// reported like a bad free and gives nullptr; on ENOMEM the old block is untouched.
+  void* realloc(void* p, size_t size, uintptr_t site) { return AllocatorRealloc::run(*this, p, size, site); }
 
   // ---------------------------------------------------------------- release
 
@@ -349,6 +304,7 @@ private:
   friend Threads;
   friend struct AllocatorAudit;
   friend struct AllocatorFork;
+  friend struct AllocatorRealloc;
   friend struct AllocatorStats;
 
   /// The components in the order a fork disables them (enabled in reverse): a path that holds
