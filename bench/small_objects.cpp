@@ -7,6 +7,8 @@
 // Usage: small_objects WORKLOAD [--scale F] [--reps N]
 //   WORKLOAD  pairs   single thread, malloc + free of the same block, sizes from a fixed pseudo-random sequence
 //             churn   single thread, 10k live slots, each op frees a random slot and refills it
+//             sized   churn through operator new and sized operator delete (C++'s sized release, as a
+//                     larson-style server's delete of a typed object makes it)
 //             mt2     2 threads in a ring: each block is allocated by one thread and freed by the next
 //             mt8     (cross-thread frees), interleaved with local churn over a 1k-slot working set per thread
 //   --scale F multiplies the iteration counts (ci/bench-small --quick passes 0.3)
@@ -112,26 +114,48 @@ RepResult run_pairs(uint64_t iters) {
   return {now_ns() - t0, iters, iters};
 }
 
+/// One block of `size` bytes: malloc, or with Sized operator new (whose sized delete is the release).
+template <bool Sized>
+inline void* take(size_t size) {
+  if constexpr (Sized) {
+    return ::operator new(size);
+  } else {
+    return must_malloc(size);
+  }
+}
+
+/// Releases a block take<Sized>() made: free, or sized operator delete with its size.
+template <bool Sized>
+inline void give_back(void* p, size_t size) {
+  if constexpr (Sized) {
+    ::operator delete(p, size);
+  } else {
+    (void)size;
+    free(p);
+  }
+}
+
+template <bool Sized>
 RepResult run_churn(uint64_t iters) {
   constexpr size_t kSlots = 10000;
   static void* slots[kSlots];
   static size_t sizes[kSlots];
   for (size_t s = 0; s < kSlots; ++s) {
     sizes[s] = g_sizes[s & kSizeMask];
-    slots[s] = must_malloc(sizes[s]);
+    slots[s] = take<Sized>(sizes[s]);
     touch(slots[s], sizes[s], s);
   }
   uint64_t rng = 42;
   const double t0 = now_ns();
   for (uint64_t i = 0; i < iters; ++i) {
     const size_t s = static_cast<size_t>(splitmix64(rng) % kSlots);
-    free(slots[s]);
+    give_back<Sized>(slots[s], sizes[s]);
     sizes[s] = g_sizes[(i * 7 + 3) & kSizeMask];
-    slots[s] = must_malloc(sizes[s]);
+    slots[s] = take<Sized>(sizes[s]);
     touch(slots[s], sizes[s], i);
   }
   const double ns = now_ns() - t0;
-  for (size_t s = 0; s < kSlots; ++s) free(slots[s]);
+  for (size_t s = 0; s < kSlots; ++s) give_back<Sized>(slots[s], sizes[s]);
   return {ns, iters, iters + kSlots};
 }
 
@@ -221,7 +245,7 @@ RepResult run_mt(unsigned threads, uint64_t iters) {
 [[noreturn]] void usage(const char* msg) {
   fprintf(stderr,
           "small_objects: %s\nusage: BENCH_EXPECT=hakmem|mimalloc|jemalloc|tcmalloc|glibc "
-          "[BENCH_HARDENING=default|paranoid] small_objects pairs|churn|mt2|mt8 [--scale F | --iters N] [--reps N]\n",
+          "[BENCH_HARDENING=default|paranoid] small_objects pairs|churn|sized|mt2|mt8 [--scale F | --iters N] [--reps N]\n",
           msg);
   exit(2);
 }
@@ -260,7 +284,10 @@ int main(int argc, char** argv) {
     run = run_pairs;
     iters = scaled(15e6);
   } else if (workload == "churn") {
-    run = run_churn;
+    run = run_churn<false>;
+    iters = scaled(6e6);
+  } else if (workload == "sized") {
+    run = run_churn<true>;
     iters = scaled(6e6);
   } else if (workload == "mt2") {
     run = [](uint64_t n) { return run_mt(2, n); };
