@@ -243,10 +243,11 @@ RepResult run_mt(unsigned threads, uint64_t iters) {
 }
 
 [[noreturn]] void usage(const char* msg) {
-  fprintf(stderr,
-          "small_objects: %s\nusage: BENCH_EXPECT=hakmem|mimalloc|jemalloc|tcmalloc|glibc "
-          "[BENCH_HARDENING=default|paranoid] small_objects pairs|churn|sized|mt2|mt8 [--scale F | --iters N] [--reps N]\n",
-          msg);
+  fprintf(
+      stderr,
+      "small_objects: %s\nusage: BENCH_EXPECT=hakmem|mimalloc|jemalloc|tcmalloc|glibc "
+      "[BENCH_HARDENING=default|paranoid] small_objects pairs|churn|sized|mt2|mt8 [--scale F | --iters N] [--reps N]\n",
+      msg);
   exit(2);
 }
 
