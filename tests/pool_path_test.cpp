@@ -367,9 +367,9 @@ TEST_F(PoolPathTest, FreeFastOfAFullSpanMovesItBackToThePartialList) {
   for (size_t i = 1; i < n; ++i) ASSERT_EQ(SpanOf(Acquire(SizeClasses::usable(c))), s);
   void* next = Acquire(SizeClasses::usable(c));  // the full span goes to the full list
   ASSERT_NE(SpanOf(next), s);
-  ASSERT_TRUE(s->in_full);
+  ASSERT_TRUE(s->in_full());
   ASSERT_TRUE(FreeFast(first));
-  EXPECT_FALSE(s->in_full);
+  EXPECT_FALSE(s->in_full());
   EXPECT_EQ(Head(s), U(first));
   bool listed = false;
   for (Span* x = r().me->partial[c].head; x != nullptr; x = x->next) listed |= x == s;

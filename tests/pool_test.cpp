@@ -782,11 +782,10 @@ TEST(PoolMetadata, SpanLinesSeparateWhoWritesThem) {
   const auto line = [&](const void* field) { return (reinterpret_cast<uintptr_t>(field) - start) / kMetaLine; };
   EXPECT_EQ(start % kMetaLine, 0u) << "a span starts a cache line";
   // Read by every free, written only while carving, on a list move or an adoption.
-  for (const void* f :
-       {static_cast<const void*>(&s->base), static_cast<const void*>(&s->cls), static_cast<const void*>(&s->block_size),
-        static_cast<const void*>(&s->inverse), static_cast<const void*>(&s->shift),
-        static_cast<const void*>(&s->capacity), static_cast<const void*>(&s->carved),
-        static_cast<const void*>(&s->in_full), static_cast<const void*>(&s->owner)}) {
+  for (const void* f : {static_cast<const void*>(&s->base), static_cast<const void*>(&s->cls),
+                        static_cast<const void*>(&s->block_size), static_cast<const void*>(&s->inverse),
+                        static_cast<const void*>(&s->shift), static_cast<const void*>(&s->capacity),
+                        static_cast<const void*>(&s->carved), static_cast<const void*>(&s->owner_tag)}) {
     EXPECT_EQ(line(f), 0u);
   }
   // Written by the owner on every allocation and free of its blocks (and user0, which only its pops read).

@@ -105,8 +105,7 @@ public:
     for (size_t c = 0; c < SizeClasses::kCount; ++c) {
       for (SpanList* l : {&h->partial[c], &h->full[c]}) {
         while (Span* s = l->pop()) {
-          s->owner.store(nullptr, std::memory_order_release);
-          s->in_full = false;
+          s->set_owner(nullptr);
           abandoned_[c].push(s);
         }
       }
@@ -195,12 +194,12 @@ public:
   void free(Heap* me, Span* s, uintptr_t block) {
     const uintptr_t u = block + kHeaderSize;
     const uint32_t i = s->index1_of(block);
-    if (me != nullptr && s->owner.load(std::memory_order_relaxed) == me) {
+    if (me != nullptr && s->owner() == me) {
       write_link(u, s->free);
       s->free = i;
-      if (s->in_full) {
+      if (s->in_full()) {
         me->full[s->cls].remove(s);
-        s->in_full = false;
+        s->set_in_full(false);
         me->partial[s->cls].push_back(s);
       }
       return;
@@ -210,7 +209,7 @@ public:
       write_link(u, head);
     } while (!s->remote.compare_exchange_weak(head, i, std::memory_order_acq_rel, std::memory_order_relaxed));
     if (me != nullptr) me->counters.remote_frees.add(1);
-    if (Heap* owner = s->owner.load(std::memory_order_acquire)) {
+    if (Heap* owner = s->owner()) {
       // Read before writing: with the bit already set, a read-modify-write would only
       // bounce the owner's cache line between cores. A hint missed in a race costs
       // nothing but time: the block stays on this span's remote stack until drained.
@@ -253,7 +252,7 @@ public:
           const bool empty = all_free(s);
           if (s->has_room()) {  // remote frees drained into it: it belongs on the partial list
             own->full[c].remove(s);
-            s->in_full = false;
+            s->set_in_full(false);
             own->partial[c].push_back(s);
           }
           if (empty) take(s);
@@ -424,7 +423,7 @@ private:
       drain_remote(s);
       if (s->has_room()) return alloc(h, c);
       h->partial[c].remove(s);
-      s->in_full = true;
+      s->set_in_full(true);
       h->full[c].push(s);
     }
     // 2. Remote frees reached some full span of this class: drain them back.
@@ -436,7 +435,7 @@ private:
         drain_remote(s);
         if (s->has_room()) {
           h->full[c].remove(s);
-          s->in_full = false;
+          s->set_in_full(false);
           h->partial[c].push(s);
         }
         s = next;
@@ -449,7 +448,7 @@ private:
       {
         LockGuard g(lists_lock_);
         s = abandoned_[c].pop();
-        if (s != nullptr) s->owner.store(h, std::memory_order_release);
+        if (s != nullptr) s->set_owner(h);
       }
       if (s == nullptr) s = new_span(h, c);
       if (s == nullptr) return 0;
@@ -458,7 +457,7 @@ private:
         h->partial[c].push(s);
         return alloc(h, c);
       }
-      s->in_full = true;  // adopted but still full: keep it, look further
+      s->set_in_full(true);  // adopted but still full: keep it, look further
       h->full[c].push(s);
     }
   }
@@ -488,7 +487,7 @@ private:
     s->capacity = static_cast<uint32_t>(len / s->block_size);
     s->user0 = s->base + kHeaderSize - s->block_size;
     s->room = static_cast<uint32_t>(PoolPayload::room(s->block_size - kHeaderSize));
-    s->owner.store(h, std::memory_order_relaxed);
+    s->set_owner(h);
     if (!registry_->assign(s->base, len, s)) {
       spans_.destroy(s);
       give_back_(reinterpret_cast<uintptr_t>(mem), len);  // the releaser subtracts it from the tally

@@ -30,14 +30,15 @@ struct MapBlock;
 struct alignas(64) Span : Extent {
   uint32_t cls = 0;
   uint32_t block_size = 0;
-  uint64_t inverse = 0;               ///< odd_inverse(block_size's odd factor): exact_quotient() of a block offset
-  uint32_t capacity = 0;              ///< blocks that fit
-  std::atomic<uint32_t> carved{0};    ///< blocks handed out at least once (owner writes; freeing threads read)
-  uint8_t shift = 0;                  ///< block_size's power-of-two factor, for exact_quotient()
-  bool in_full = false;               ///< which owner list holds it
-  uint32_t room = 0;                  ///< PoolPayload::room() of its usable size: the fast free's one compare
-  std::atomic<Heap*> owner{nullptr};  ///< nullptr while abandoned
-  alignas(64) uint32_t free = 0;      ///< owner-only free list: its first block's index + 1, 0 when empty
+  uint64_t inverse = 0;             ///< odd_inverse(block_size's odd factor): exact_quotient() of a block offset
+  uint32_t capacity = 0;            ///< blocks that fit
+  std::atomic<uint32_t> carved{0};  ///< blocks handed out at least once (owner writes; freeing threads read)
+  uint8_t shift = 0;                ///< block_size's power-of-two factor, for exact_quotient()
+  uint32_t room = 0;                ///< PoolPayload::room() of its usable size: the fast free's one compare
+  /// The owning heap's address, 0 while abandoned, with bit 0 set while the span is on the owner's
+  /// full list: the fast free tells "mine, and on my partial list" with one compare (owned_free_by()).
+  std::atomic<uintptr_t> owner_tag{0};
+  alignas(64) uint32_t free = 0;  ///< owner-only free list: its first block's index + 1, 0 when empty
   Span* prev = nullptr;
   Span* next = nullptr;
   uint64_t magic = 0;   ///< div_magic(block_size): the block holding an interior pointer (slow path only)
@@ -45,6 +46,22 @@ struct alignas(64) Span : Extent {
   alignas(64) std::atomic<uint32_t> remote{0};  ///< frees from other threads (Treiber stack of index + 1)
 
   bool has_room() const { return free != 0 || carved.load(std::memory_order_relaxed) < capacity; }
+  /// The owning heap, nullptr while abandoned.
+  Heap* owner() const { return reinterpret_cast<Heap*>(owner_tag.load(std::memory_order_acquire) & ~uintptr_t{1}); }
+  /// Gives the span to heap h (nullptr: abandons it), on h's partial list.
+  void set_owner(Heap* h) { owner_tag.store(reinterpret_cast<uintptr_t>(h), std::memory_order_release); }
+  /// Whether the span is on its owner's full list (the owner's to ask).
+  bool in_full() const { return (owner_tag.load(std::memory_order_relaxed) & 1) != 0; }
+  /// Moves the flag with the span between its owner's lists (the owner's to call).
+  void set_in_full(bool full) {
+    owner_tag.store((owner_tag.load(std::memory_order_relaxed) & ~uintptr_t{1}) | uintptr_t{full},
+                    std::memory_order_relaxed);
+  }
+  /// True when heap `me` (not nullptr: an abandoned span matches that) owns the span and it is on
+  /// me's partial list: a free by `me` may push.
+  HAKMEM_FAST_PATH bool owned_free_by(const Heap* me) const {
+    return owner_tag.load(std::memory_order_relaxed) == reinterpret_cast<uintptr_t>(me);
+  }
   /// The user pointer of the block with index + 1 `i`.
   uintptr_t user_of(uint64_t i) const { return user0 + i * block_size; }
   /// The index + 1 of the block starting at `block` (a block start of this span).

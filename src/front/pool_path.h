@@ -102,7 +102,7 @@ public:
     ThreadHeap* me = heap();
     me->counters.pool_frees[s->cls].add(1);
     track_free(u, s->block_size - kHeaderSize, kLinkSize);
-    if (__builtin_expect(s->owner.load(std::memory_order_relaxed) == me && !s->in_full, 1)) {
+    if (__builtin_expect(s->owned_free_by(me), 1)) {
       // The address passes through an empty asm (no instruction), so the compiler does not take
       // p's provenance (a test may pass the address of a local) for the block's.
       uintptr_t link = u;
