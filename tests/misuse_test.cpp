@@ -330,6 +330,32 @@ TEST_F(MisuseTest, FreeOfWildValues) {
   ExpectAuditOk();
 }
 
+// The Pool arena's table answers for every address of its 16 GiB: a slot no span took (its pages
+// inaccessible), and a span's own slots past its last block, must be turned away without a read
+// of the address, like any foreign pointer.
+TEST_F(MisuseTest, FreeInsideThePoolArenaButInNoBlockIsInvalid) {
+  const auto& arena = a()->pool_arena_for_testing();
+  ASSERT_NE(arena.slots(), 0u);
+  void* live = a()->alloc(20000, kAllocSite);  // its span is not a whole number of slots
+  ASSERT_NE(live, nullptr);
+  bool inside = false;
+  const Span* s = arena.span_of(reinterpret_cast<uintptr_t>(live), &inside);
+  ASSERT_NE(s, nullptr);
+  const uintptr_t last_block_end = s->base + uint64_t{s->capacity} * s->block_size;
+  std::vector<uintptr_t> wild = {arena.cursor() + 16, arena.base() + PoolArena<LinuxPal>::kBytes - 16,
+                                 s->base + s->length + 16};  // the span's slot, past its pages
+  ASSERT_LT(last_block_end + 32, s->base + s->length);
+  ASSERT_NE(s->length % PoolArena<LinuxPal>::kSlotBytes, 0u);
+  wild.push_back(last_block_end + 16);  // the span's tail, past its last block
+  for (uintptr_t v : wild) {
+    SCOPED_TRACE(hex(reinterpret_cast<void*>(v)));
+    void* p = reinterpret_cast<void*>(v);
+    ExpectRejected(p, Verdict::kInvalidPointer, {Verdict::kInvalidPointer, p});
+  }
+  EXPECT_EQ(a()->free(live, 0), Verdict::kOk);
+  ExpectAuditOk();
+}
+
 // The free fast path looks a pointer up by its low 47 bits only (Registry::lookup_initialized()),
 // so a live block's address with a higher bit set finds the block's own extent there. The
 // block check must still turn it away (its offset is at least 2^47), and the checked path must

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "backing/extent.h"
+#include "backing/pool_arena.h"
 #include "backing/registry.h"
 #include "backing/size_classes.h"
 #include "backing/span.h"
@@ -61,8 +62,9 @@ class Pool {
   static_assert(kMetaLine + sizeof(HeapT) <= 2 * kMetaPage, "a heap must not reach a third page");
 
 public:
+  /// `arena`: reserve the PoolArena (the free fast path's one-load ownership) for the spans.
   void init(Pal* pal, Registry<Pal>* registry, std::atomic<uint64_t>* tally, GiveBack give_back, uint64_t secret = 0,
-            BadLink bad_link = {}) {
+            BadLink bad_link = {}, bool arena = false) {
     if (secret != 0) seal_.set_secret(secret);
     bad_link_ = bad_link;
     pal_ = pal;
@@ -71,7 +73,11 @@ public:
     give_back_ = give_back;
     spans_.init(pal, Layer::kMeta, tally);
     heaps_.init(pal, Layer::kMeta, tally);
+    if (arena) arena_.init(pal, tally);
   }
+
+  /// Where the spans committed in the arena are found (PoolArena::span_of()).
+  const PoolArena<Pal>& arena() const { return arena_; }
 
   /// A fresh heap for a thread, or nullptr when metadata cannot be mapped.
   HeapT* make_heap(uint64_t allocator_id) {
@@ -280,7 +286,7 @@ public:
   /// Bytes of all spans (the Pool's share of mapped memory).
   uint64_t span_bytes() const { return span_bytes_.load(std::memory_order_relaxed); }
   uint64_t span_count() const { return spans_.live(); }
-  uint64_t meta_bytes() const { return spans_.mapped_bytes() + heaps_.mapped_bytes(); }
+  uint64_t meta_bytes() const { return spans_.mapped_bytes() + heaps_.mapped_bytes() + arena_.meta_bytes(); }
 
   /// Sums a counter over every heap (live and retired) and the orphan set.
   template <class Get>
@@ -332,13 +338,20 @@ public:
     spans_.for_each_live(fn);
   }
 
-  /// Teardown: every span and metadata chunk goes to `fn` (the releaser).
+  /// Teardown: every span and metadata chunk goes to `fn` (the releaser); the arena's spans go
+  /// with its range.
   template <class Fn>
   void release_all(Fn&& fn) {
+    uint64_t in_arena = 0;
     spans_.for_each_live([&](Span* s) {
       registry_->clear(s->base, s->length);
-      fn(s->base, s->length);
+      if (arena_.holds(s->base)) {
+        in_arena += s->length;
+      } else {
+        fn(s->base, s->length);
+      }
     });
+    arena_.release_all(in_arena, fn);
     span_bytes_.store(0);
     spans_.release_chunks(fn);
     heaps_.release_chunks(fn);
@@ -470,7 +483,8 @@ private:
     Span* s = spans_.make();
     if (s == nullptr) return nullptr;
     const size_t len = SizeClasses::span_size(c);
-    void* mem = pal_->map(len, Layer::kPool);
+    const uintptr_t in_arena = arena_.take(len);
+    void* mem = in_arena != 0 ? reinterpret_cast<void*>(in_arena) : pal_->map(len, Layer::kPool);
     if (mem == nullptr) {
       spans_.destroy(s);
       return nullptr;
@@ -490,9 +504,15 @@ private:
     s->set_owner(h);
     if (!registry_->assign(s->base, len, s)) {
       spans_.destroy(s);
-      give_back_(reinterpret_cast<uintptr_t>(mem), len);  // the releaser subtracts it from the tally
+      if (in_arena != 0) {
+        arena_.untake(in_arena, len);
+        tally_->fetch_sub(len, std::memory_order_relaxed);
+      } else {
+        give_back_(reinterpret_cast<uintptr_t>(mem), len);  // the releaser subtracts it from the tally
+      }
       return nullptr;
     }
+    if (in_arena != 0) arena_.publish(s);
     span_bytes_.fetch_add(len, std::memory_order_relaxed);
     return s;
   }
@@ -503,6 +523,7 @@ private:
   GiveBack give_back_;
   PoolSeal seal_{};
   BadLink bad_link_{};
+  PoolArena<Pal> arena_;
   ObjectPool<Span, Pal> spans_;
   ObjectPool<HeapT, Pal> heaps_;
   SpinLock lists_lock_;

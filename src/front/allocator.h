@@ -271,6 +271,7 @@ public:
   const PoolSeal& pool_seal_for_testing() const { return pool_.seal(); }
   /// TestOnly: the Registry.
   Registry<Pal>& registry_for_testing() { return registry_; }
+  const PoolArena<Pal>& pool_arena_for_testing() const { return pool_.arena(); }
 
   /// TestOnly: walks every structure and checks I2, I3, I4, I6 and I7 (AllocatorAudit). The
   /// caller guarantees no other thread is using the allocator.
@@ -328,7 +329,7 @@ private:
     const BadLink bad_link{
         [](void* ctx, const Span* s, uintptr_t u) { static_cast<Allocator*>(ctx)->pool_path_.report_bad_link(s, u); },
         this};
-    pool_.init(&pal_, &registry_, &mapped_, give_back, secret, bad_link);
+    pool_.init(&pal_, &registry_, &mapped_, give_back, secret, bad_link, pool_arena_of<Config>());
     map_.init(&pal_, &registry_, &mapped_, give_back);
     zero_.init(&pal_, &mapped_, give_back);
     const uint64_t decay_ns = opts_.get(Opt::kDecayMs) * 1000000ull;
@@ -475,13 +476,20 @@ private:
 
   /**
    * The Pool fast free: true when p was a plain Pool block, live, of origin `origin` (and size
-   * `sized`), and is now freed, after the same checks as Validator::locate(): ownership
-   * (Registry), then PoolPath::free_fast(). False changes nothing, and sets *mb to p's Map block
-   * when p lies in one (and this thread may take the fast path).
+   * `sized`), and is now freed, after the same checks as Validator::locate(): ownership (the
+   * Pool arena's table for an address inside the arena, else the Registry), then
+   * PoolPath::free_fast(). False changes nothing, and sets *mb to p's Map block when p lies in
+   * one (and this thread may take the fast path; Map blocks are never in the arena).
    */
   HAKMEM_FAST_PATH bool free_fast_pool(void* p, Origin origin, uint64_t sized, MapBlock** mb) {
     const auto u = reinterpret_cast<uintptr_t>(p);
     if (__builtin_expect(Threads::tls.id != threads_.fast_id(), 0)) return false;  // also: not ready, or paranoid
+    bool in_arena;
+    Span* s = pool_.arena().span_of(u, &in_arena);
+    if (__builtin_expect(in_arena, 1)) {
+      if (__builtin_expect(s == nullptr, 0)) return false;
+      return pool_path_.free_fast(pool_, s, u, origin, sized, [] { return Threads::tls.heap; });
+    }
     Extent* e = registry_.lookup_initialized(u);
     if (__builtin_expect(e == nullptr, 0)) return false;
     if (__builtin_expect(e->kind != ExtentKind::kPoolSpan, 0)) {
