@@ -343,7 +343,7 @@ TEST_F(MisuseTest, FreeInsideThePoolArenaButInNoBlockIsInvalid) {
   ASSERT_NE(s, nullptr);
   const uintptr_t last_block_end = s->base + uint64_t{s->capacity} * s->block_size;
   std::vector<uintptr_t> wild = {arena.cursor() + 16, arena.base() + PoolArena<LinuxPal>::kBytes - 16,
-                                 s->base + s->length + 16};  // the span's slot, past its pages
+                                 s->base + s->length + 16};  // the span's last slot, past its length
   ASSERT_LT(last_block_end + 32, s->base + s->length);
   ASSERT_NE(s->length % PoolArena<LinuxPal>::kSlotBytes, 0u);
   wild.push_back(last_block_end + 16);  // the span's tail, past its last block

@@ -81,13 +81,15 @@ public:
   }
 
   /**
-   * Commits `len` bytes for a new span at the cursor: its base, or 0 when the arena is absent,
-   * full, or the commit is refused. The caller holds the Pool's growth lock and tallies the span.
+   * Commits the slots for a new span of `len` bytes at the cursor: its base, or 0 when the arena
+   * is absent, full, or the commit is refused. The caller holds the Pool's growth lock and tallies
+   * the span's `len` bytes. Whole slots are made read-write, so that the committed part of the
+   * range stays one mapping for the kernel (a span's unused tail is never touched: no page).
    */
   uintptr_t take(size_t len) {
     const uint64_t span = round_up(len, kSlotBytes);
     if (slots_ == 0 || cursor_ + span > base_ + kBytes) return 0;
-    if (!pal_->protect(reinterpret_cast<void*>(cursor_), len, Access::kReadWrite, Layer::kPool)) return 0;
+    if (!pal_->protect(reinterpret_cast<void*>(cursor_), span, Access::kReadWrite, Layer::kPool)) return 0;
     const uintptr_t at = cursor_;
     cursor_ += span;
     return at;
@@ -104,7 +106,8 @@ public:
   /// pages, never touched, are made inaccessible again and the cursor moves back. Should the
   /// protection not be restored, the slots stay taken, unused, and go back with the range.
   void untake(uintptr_t at, size_t len) {
-    if (pal_->protect(reinterpret_cast<void*>(at), len, Access::kNone, Layer::kPool)) cursor_ = at;
+    const uint64_t span = round_up(len, kSlotBytes);
+    if (pal_->protect(reinterpret_cast<void*>(at), span, Access::kNone, Layer::kPool)) cursor_ = at;
   }
 
   /// Whether the span at `base` was committed in the arena (its pages go back with the range).
