@@ -54,7 +54,7 @@ TEST(PoolArena, EverySpanOfATestAllocatorLiesInItsArenaAndItsTableNamesIt) {
   ScopedAllocator<TestConfig> a(quiet_options());
   const auto& arena = a->pool_arena_for_testing();
   ASSERT_EQ(arena.slots(), Arena::kSlots) << "the reservation is granted here";
-  EXPECT_EQ(arena.base() % Arena::kSlotBytes, 0u);
+  EXPECT_EQ(arena.base() % Arena::kAlign, 0u) << "the arena starts on a GiB (one Registry leaf)";
   std::vector<void*> blocks;
   for (size_t n : sizes()) {
     SCOPED_TRACE(n);
@@ -184,7 +184,7 @@ TEST(PoolArena, ASpanTheRegistryRefusesGivesItsSlotsBack) {
 TEST(PoolArena, TheTallyCountsCommittedSpansNotTheRangeAndTeardownReturnsAll) {
   auto* a = new Allocator<ArenaRecordingConfig>();
   ASSERT_TRUE(a->init(quiet_options()));
-  const uint64_t reserved = Arena::kBytes + Arena::kSlotBytes;
+  const uint64_t reserved = Arena::kBytes + Arena::kAlign;
   std::vector<void*> blocks;
   for (int round = 0; round < 3; ++round) {
     for (size_t n : sizes()) {

@@ -211,8 +211,9 @@ public:
       return;
     }
     uint32_t head = s->remote.load(std::memory_order_relaxed);
+    const uint64_t key = seal_.key(u);
     do {
-      write_link(u, head);
+      write_link(u, head, key);
     } while (!s->remote.compare_exchange_weak(head, i, std::memory_order_acq_rel, std::memory_order_relaxed));
     if (me != nullptr) me->counters.remote_frees.add(1);
     if (Heap* owner = s->owner()) {
@@ -387,8 +388,11 @@ private:
         bad_link_(s, u);
         return;
       }
-      const uint64_t next = open_link(u);
-      write_link(u, s->free);
+      const uint64_t key = seal_.key(u);  // the link's, both to open it and to reseal it
+      uint64_t link;
+      memcpy(&link, reinterpret_cast<const void*>(u), sizeof(link));
+      const uint64_t next = seal_.open_link(link, key);
+      write_link(u, s->free, key);
       s->free = static_cast<uint32_t>(i);
       if (__builtin_expect(next > carved, 0)) {
         bad_link_(s, u);

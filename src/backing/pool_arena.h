@@ -13,8 +13,8 @@
 namespace hakmem {
 
 /**
- * A 16 GiB range reserved inaccessible (PROT_NONE, no commit charge) when the Pool starts, cut into
- * 64 KiB slots. A span is committed (made read-write) at the arena's cursor, on a slot boundary,
+ * A 16 GiB range reserved inaccessible (PROT_NONE, no commit charge) when the Pool starts, from a
+ * GiB boundary, cut into 64 KiB slots. A span is committed (made read-write) at the arena's cursor, on a slot boundary,
  * and every slot it covers names it in a table of 2^18 entries (2 MiB, mapped sparse: a table page
  * is touched only once a span in its 32 MiB is made). The free fast path then finds the span of
  * any address with a subtraction, a shift, one compare against the slot count and one load
@@ -34,6 +34,7 @@ public:
   static constexpr uint64_t kBytes = uint64_t{16} << 30;
   static constexpr uint64_t kSlots = kBytes >> kSlotShift;
   static constexpr uint64_t kTableBytes = kSlots * sizeof(Span*);
+  static constexpr uint64_t kAlign = uint64_t{1} << 30;  ///< where the range starts
 
   /**
    * Reserves the range and maps its table; without them (either refused) the arena stays empty:
@@ -47,8 +48,9 @@ public:
     if (table == nullptr) return;
     tally_->fetch_add(kTableBytes, std::memory_order_relaxed);
     table_ = static_cast<std::atomic<Span*>*>(table);
-    // One slot more than the range, so that a slot-aligned range fits wherever the OS puts it.
-    const size_t len = kBytes + kSlotBytes;
+    // A GiB more than the range, so that it can start on a GiB: the spans of its first GiB then
+    // share one Registry leaf (a leaf covers an aligned GiB).
+    const size_t len = kBytes + kAlign;
     void* range = pal_->map_sparse(len, Layer::kPool);
     if (range == nullptr) return;
     if (!pal_->protect(range, len, Access::kNone, Layer::kPool)) {
@@ -57,7 +59,7 @@ public:
       return;
     }
     reservation_ = {reinterpret_cast<uintptr_t>(range), len};
-    base_ = round_up(reservation_.base, kSlotBytes);
+    base_ = round_up(reservation_.base, kAlign);
     cursor_ = base_;
     slots_ = kSlots;
   }
@@ -144,7 +146,7 @@ private:
   uintptr_t base_ = 0;    ///< the first slot
   uint64_t slots_ = 0;    ///< kSlots, or 0 without an arena
   uintptr_t cursor_ = 0;  ///< where the next span goes
-  Range reservation_;     ///< the range as mapped (base_ rounds its start up to a slot)
+  Range reservation_;     ///< the range as mapped (base_ rounds its start up to kAlign)
   Range lost_;            ///< a range mapped but not made inaccessible, kept for teardown
 };
 
