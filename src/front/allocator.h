@@ -96,6 +96,24 @@ public:
     return alloc_slow(size, site, origin);
   }
 
+  /**
+   * alloc()'s fast path alone: the block, or nullptr (nothing changed, errno untouched) where
+   * alloc() would take a slow path. For entry points whose slow path is not alloc()'s (operator
+   * new's new-handler loop): they tail-call it, and keep no stack frame on the fast path.
+   */
+  HAKMEM_FAST_PATH void* alloc_fast(size_t size, Origin origin) {
+    if (__builtin_expect(size < kMinThreshold && Threads::tls.id == threads_.fast_id(), 1)) {
+      ThreadHeap* h = Threads::tls.heap;
+      const size_t c = SizeClasses::class_of(size);
+      uintptr_t u;
+      uint64_t key;
+      if (__builtin_expect(PoolPath<Pal>::pop_head(pool_, h, c, &u, &key), 1)) {
+        return PoolPath<Pal>::hand_out_at(pool_.seal(), h, c, u, key, size, origin, selector_.current_id());
+      }
+    }
+    return nullptr;
+  }
+
   /// `size` bytes aligned to `align` (a power of two); EINVAL for a bad alignment.
   void* aligned_alloc(size_t align, size_t size, uintptr_t site, Origin origin = Origin::kAligned) {
     if (!is_pow2(align)) {
@@ -500,13 +518,13 @@ private:
   }
 
   /// free_fast()'s Map half: the block into the thread's large slot (LargeSlots::put()).
-  HAKMEM_SLOW_PATH bool free_fast_slot(MapBlock* mb, uintptr_t u, Origin origin, uint64_t sized) {
+  HAKMEM_SLOW_PATH bool free_fast_slot(MapBlock* mb, uintptr_t u, Origin origin, uint64_t sized) noexcept {
     ThreadHeap* me = Threads::tls.heap;  // free_fast_pool() checked the thread's heap id
     return slots_.put(codec_, me->slot, mb, u, origin, sized);
   }
 
   /// free_entry()'s Map half: the thread's large slot, else every check with a report.
-  HAKMEM_SLOW_PATH void free_entry_large(MapBlock* mb, uintptr_t u, uintptr_t site, Origin origin) {
+  HAKMEM_SLOW_PATH void free_entry_large(MapBlock* mb, uintptr_t u, uintptr_t site, Origin origin) noexcept {
     ThreadHeap* me = Threads::tls.heap;
     if (!slots_.put(codec_, me->slot, mb, u, origin, kUnsized)) {
       free_general(reinterpret_cast<void*>(u), site, origin);
@@ -514,14 +532,15 @@ private:
   }
 
   /// free_entry_sized()'s Map half: the thread's large slot, else every check with a report.
-  HAKMEM_SLOW_PATH void free_entry_sized_large(MapBlock* mb, void* p, size_t size, uintptr_t site, Origin origin) {
+  HAKMEM_SLOW_PATH void free_entry_sized_large(MapBlock* mb, void* p, size_t size, uintptr_t site,
+                                               Origin origin) noexcept {
     if (size != kUnsized && free_fast_slot(mb, reinterpret_cast<uintptr_t>(p), origin, size)) return;
     free_sized_general(p, size, site, origin);
   }
 
   /// free_sized() without the fast paths: every check, the size included, with a report on
   /// failure. Never changes errno.
-  HAKMEM_SLOW_PATH Verdict free_sized_general(void* p, size_t size, uintptr_t site, Origin origin) {
+  HAKMEM_SLOW_PATH Verdict free_sized_general(void* p, size_t size, uintptr_t site, Origin origin) noexcept {
     const int saved_errno = errno;
     Verdict v = Verdict::kInvalidPointer;
     if (ensure_ready()) {
@@ -540,7 +559,7 @@ private:
 
   /// free() without the fast paths: every check in order, with a report on failure. Never
   /// changes errno (the fast paths cannot; this one may make syscalls).
-  HAKMEM_SLOW_PATH Verdict free_general(void* p, uintptr_t site, Origin origin) {
+  HAKMEM_SLOW_PATH Verdict free_general(void* p, uintptr_t site, Origin origin) noexcept {
     if (p == nullptr) return Verdict::kOk;
     const int saved_errno = errno;
     Verdict v = Verdict::kInvalidPointer;

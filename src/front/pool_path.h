@@ -116,7 +116,7 @@ public:
   }
 
   /// free_fast() of a span this thread does not own, or one on the full list.
-  HAKMEM_SLOW_PATH void free_remote(ThreadHeap* me, Span* s, uintptr_t block) { p_.pool->free(me, s, block); }
+  HAKMEM_SLOW_PATH void free_remote(ThreadHeap* me, Span* s, uintptr_t block) noexcept { p_.pool->free(me, s, block); }
 
   /// True when a request of `size` bytes, `align`-aligned, fits a Pool class (with its canary).
   bool fits(uint64_t size, size_t align) const {
