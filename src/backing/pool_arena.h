@@ -40,8 +40,10 @@ public:
    * Reserves the range and maps its table; without them (either refused) the arena stays empty:
    * slots() is 0 and span_of() never answers. Called once, before any other thread can look.
    * Only the table is tallied (as metadata): the range is address space until spans commit it.
+   * A second call before release_all() changes nothing.
    */
   void init(Pal* pal, std::atomic<uint64_t>* tally) {
+    if (pal_ != nullptr) return;  // an init retried after a later step failed keeps the first
     pal_ = pal;
     tally_ = tally;
     void* table = pal_->map_sparse(kTableBytes, Layer::kMeta);
@@ -54,8 +56,7 @@ public:
     void* range = pal_->map_sparse(len, Layer::kPool);
     if (range == nullptr) return;
     if (!pal_->protect(range, len, Access::kNone, Layer::kPool)) {
-      tally_->fetch_add(len, std::memory_order_relaxed);
-      lost_ = {reinterpret_cast<uintptr_t>(range), len};  // release_all() gives it back
+      lost_ = {reinterpret_cast<uintptr_t>(range), len};  // unused; release_all() gives it back
       return;
     }
     reservation_ = {reinterpret_cast<uintptr_t>(range), len};
@@ -120,8 +121,9 @@ public:
 
   /**
    * Teardown: the range and the table go to `fn` (the releaser, which untallies what it is given).
-   * `committed` is the bytes of the arena's spans, tallied as Pool spans: the rest of the range is
-   * tallied here first, so that the releaser's subtraction of the whole range balances.
+   * `committed` is the bytes of the arena's spans, tallied as Pool spans: the rest of the range
+   * (and a range never made inaccessible) is tallied here first, so that the releaser's
+   * subtraction of the whole range balances.
    */
   template <class Fn>
   void release_all(uint64_t committed, Fn&& fn) {
@@ -129,7 +131,10 @@ public:
       tally_->fetch_add(reservation_.len - committed, std::memory_order_relaxed);
       fn(reservation_.base, reservation_.len);
     }
-    if (lost_.len != 0) fn(lost_.base, lost_.len);
+    if (lost_.len != 0) {
+      tally_->fetch_add(lost_.len, std::memory_order_relaxed);
+      fn(lost_.base, lost_.len);
+    }
     if (table_ != nullptr) fn(reinterpret_cast<uintptr_t>(table_), kTableBytes);
     *this = PoolArena{};
   }

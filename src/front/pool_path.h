@@ -77,11 +77,11 @@ public:
   }
 
   /**
-   * The fast free of p = u, in span s (the Registry's answer): true when p - 16 starts a block
-   * handed out and pool_live_ok() passes for origin `origin` (and size `sized`); the block's word
-   * is then sealed Free, the block counted and pushed on its span's free list (or handed to
-   * Pool::free() when this thread, `heap()`, does not own the span or it is full). False changes
-   * nothing.
+   * The fast free of p = u, in span s (the Pool arena's answer, or the Registry's): true when
+   * p - 16 starts a block handed out and pool_live_ok() passes for origin `origin` (and size
+   * `sized`); the block's word is then sealed Free, the block counted and pushed on its span's
+   * free list (or handed to Pool::free() when this thread, `heap()`, does not own the span or it
+   * is full). False changes nothing.
    */
   template <class GetHeap>
   HAKMEM_FAST_PATH bool free_fast(const PoolT& pool, Span* s, uintptr_t u, Origin origin, uint64_t sized,
