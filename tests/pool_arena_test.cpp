@@ -71,6 +71,11 @@ TEST(PoolArena, EverySpanOfATestAllocatorLiesInItsArenaAndItsTableNamesIt) {
     EXPECT_EQ((s->base - arena.base()) % Arena::kSlotBytes, 0u) << "a span starts a slot";
     EXPECT_LE(s->base + s->length, arena.cursor());
     // Every slot the span covers names it, its last byte's included.
+    for (uintptr_t a = s->base; a < s->base + s->length; a += Arena::kSlotBytes) {
+      bool in = false;
+      EXPECT_EQ(arena.span_of(a, &in), s);
+      EXPECT_TRUE(in);
+    }
     bool last_inside = false;
     EXPECT_EQ(arena.span_of(s->base + s->length - 1, &last_inside), s);
     EXPECT_TRUE(last_inside);
