@@ -26,6 +26,7 @@
 #include "front/stats.h"
 #include "front/thread_state.h"
 #include "front/validation.h"
+#include "front/wiring.h"
 #include "header/header.h"
 #include "pal/pal.h"
 #include "release/release.h"
@@ -58,13 +59,13 @@ public:
   /// Initializes with explicit options (tests) unless already initialized.
   bool init(const Options& options) {
     LockGuard g(init_lock_);
-    return ready() || init_locked(options);
+    return ready() || AllocatorWiring::run<Config>(*this, options);
   }
 
   /// Initializes from `defaults` (hakmem_default_options()) and HAKMEM_OPTIONS, unless already initialized.
   bool init_from_environment(const char* defaults) {
     LockGuard g(init_lock_);
-    return ready() || init_locked(options_from_environment(defaults));
+    return ready() || AllocatorWiring::run<Config>(*this, options_from_environment(defaults));
   }
 
   bool ready() const { return ready_.load(std::memory_order_acquire); }
@@ -85,13 +86,11 @@ public:
    * other request goes to alloc_slow(), both by tail calls (no stack frame here).
    */
   HAKMEM_FAST_PATH void* alloc(size_t size, uintptr_t site, Origin origin = Origin::kMalloc) {
-    if (__builtin_expect(size < kMinThreshold && Threads::tls.id == threads_.fast_id(), 1)) {
+    if (__builtin_expect(fast_gate(size), 1)) {
       ThreadHeap* h = Threads::tls.heap;
       const size_t c = SizeClasses::class_of(size);
-      uintptr_t u;
-      uint64_t key;
-      if (__builtin_expect(!PoolPath<Pal>::pop_head(pool_, h, c, &u, &key), 0)) return alloc_refill(h, c, size, origin);
-      return PoolPath<Pal>::hand_out_at(pool_.seal(), h, c, u, key, size, origin, selector_.current_id());
+      if (void* p = take_head(h, c, size, origin); __builtin_expect(p != nullptr, 1)) return p;
+      return alloc_refill(h, c, size, origin);
     }
     return alloc_slow(size, site, origin);
   }
@@ -102,15 +101,8 @@ public:
    * new's new-handler loop): they tail-call it, and keep no stack frame on the fast path.
    */
   HAKMEM_FAST_PATH void* alloc_fast(size_t size, Origin origin) {
-    if (__builtin_expect(size < kMinThreshold && Threads::tls.id == threads_.fast_id(), 1)) {
-      ThreadHeap* h = Threads::tls.heap;
-      const size_t c = SizeClasses::class_of(size);
-      uintptr_t u;
-      uint64_t key;
-      if (__builtin_expect(PoolPath<Pal>::pop_head(pool_, h, c, &u, &key), 1)) {
-        return PoolPath<Pal>::hand_out_at(pool_.seal(), h, c, u, key, size, origin, selector_.current_id());
-      }
-    }
+    if (__builtin_expect(fast_gate(size), 1))
+      return take_head(Threads::tls.heap, SizeClasses::class_of(size), size, origin);
     return nullptr;
   }
 
@@ -325,6 +317,7 @@ private:
   friend struct AllocatorFork;
   friend struct AllocatorRealloc;
   friend struct AllocatorStats;
+  friend struct AllocatorWiring;
 
   /// The components in the order a fork disables them (enabled in reverse): a path that holds
   /// one component's lock may take only those after it.
@@ -333,41 +326,6 @@ private:
   bool ensure_ready() {
     if (__builtin_expect(ready_.load(std::memory_order_acquire), 1)) return true;
     return init_from_environment(default_options_of<Config>());
-  }
-
-  bool init_locked(const Options& o) {
-    opts_ = o;
-    const uint64_t secret = make_secret();
-    codec_.set_secret(secret);
-    hard_.set_secret(secret);
-    const GiveBack give_back{
-        [](void* ctx, uintptr_t base, size_t len) { static_cast<Allocator*>(ctx)->releaser_.add_raw(base, len); },
-        this};
-    if (!registry_.init(&pal_, &mapped_)) return false;
-    const BadLink bad_link{
-        [](void* ctx, const Span* s, uintptr_t u) { static_cast<Allocator*>(ctx)->pool_path_.report_bad_link(s, u); },
-        this};
-    pool_.init(&pal_, &registry_, &mapped_, give_back, secret, bad_link, pool_arena_of<Config>());
-    map_.init(&pal_, &registry_, &mapped_, give_back);
-    zero_.init(&pal_, &mapped_, give_back);
-    const uint64_t decay_ns = opts_.get(Opt::kDecayMs) * 1000000ull;
-    releaser_.init(&pal_, &registry_, &map_, &codec_, &mapped_, opts_.get(Opt::kBatch), decay_ns);
-    cache_.init(&pal_, &releaser_, opts_.get(Opt::kCache), opts_.get(Opt::kCacheMax), decay_ns);
-    selector_.init_fixed(opts_.get(Opt::kThreshold));
-    driver_.init({&pal_, &pool_, &selector_, &mapped_, &releaser_.counters().unmapped_bytes}, opts_, secret);
-    paranoid_ = opts_.get(Opt::kHardening) == kHardeningParanoid;
-    validator_.init({&registry_, &codec_, &pool_.seal(), &zero_, &hard_, paranoid_, opts_.get(Opt::kOriginCheck) != 0});
-    reporter_.init(opts_.get(Opt::kOnError) == kOnErrorAbort);
-    if (paranoid_) quarantine_.init({&pal_, &mapped_, &registry_, &validator_, &hard_}, opts_.get(Opt::kQuarantine));
-    pool_path_.init({&pool_, &quarantine_, &reporter_, &validator_, &hard_, paranoid_});
-    map_path_.init({&pal_, &map_, &cache_, &gate_, &codec_, &hard_, paranoid_});
-    // Paranoid mode takes no fast path (so the default mode pays nothing for paranoia).
-    if (!threads_.init(this, &pool_, !paranoid_)) return false;
-    // The large slot feeds the cache (a slot block goes to BigCache when its thread exits or
-    // flushes), so no cache means no slot; paranoid mode never takes the fast paths that use it.
-    slots_.init(paranoid_ || opts_.get(Opt::kCache) == 0 ? 0 : opts_.get(Opt::kLargeSlot));
-    ready_.store(true, std::memory_order_release);
-    return true;
   }
 
   /// A thread with a heap is exiting (ThreadState's key destructor): its quarantined blocks,
@@ -382,6 +340,21 @@ private:
   }
 
   // ------------------------------------------------------------ alloc tiers
+
+  /// Whether alloc() may take its fast path: the thread has its heap (and the mode allows fast
+  /// paths), and the size is below the smallest threshold (Pool under every strategy, I3).
+  HAKMEM_FAST_PATH bool fast_gate(size_t size) const {
+    return size < kMinThreshold && Threads::tls.id == threads_.fast_id();
+  }
+
+  /// The fast paths' block: the first free block of class c's head span in heap h, handed out
+  /// with its prefix written; nullptr (nothing changed) when there is none.
+  HAKMEM_FAST_PATH void* take_head(ThreadHeap* h, size_t c, size_t size, Origin origin) {
+    uintptr_t u;
+    uint64_t key;
+    if (__builtin_expect(!PoolPath<Pal>::pop_head(pool_, h, c, &u, &key), 0)) return nullptr;
+    return PoolPath<Pal>::hand_out_at(pool_.seal(), h, c, u, key, size, origin, selector_.current_id());
+  }
 
   /// alloc() when class c's head span has no free block: carving, draining, adopting or mapping.
   /// (A Pool block in the default mode keeps no allocation site: none is passed.)
