@@ -13,8 +13,9 @@ namespace size_class_detail {
 constexpr size_t kSmallStep = 16;
 constexpr size_t kSmallMax = 128;
 constexpr unsigned kFirstLog = 7;  // 2^7 = 128
-/// Requests up to this size find their class in a table (the fast path's case).
-constexpr size_t kLookupMax = 1024;
+/// Requests up to this size find their class in a table of 4 KiB: the fast path's sizes, all
+/// below the smallest threshold (64 KiB), take one load and no compare.
+constexpr size_t kLookupMax = 64 * 1024;
 
 /// Smallest class whose usable size is >= n, by arithmetic.
 constexpr size_t class_of_computed(size_t n) {
@@ -25,7 +26,7 @@ constexpr size_t class_of_computed(size_t n) {
 }
 
 /// Class of every request up to kLookupMax, indexed by (n + 15) / 16: every class
-/// boundary up to 1 KiB is a multiple of 16, so one load replaces the arithmetic.
+/// boundary up to 64 KiB is a multiple of 16, so one load replaces the arithmetic.
 struct Lookup {
   uint8_t cls[kLookupMax / kSmallStep + 1];
 };

@@ -341,9 +341,10 @@ private:
 
   // ------------------------------------------------------------ alloc tiers
 
-  /// Whether alloc() may take its fast path: the thread has its heap (and the mode allows fast
-  /// paths), and the size is below the smallest threshold (Pool under every strategy, I3).
+  /// Whether alloc() may take its fast path: the thread has its heap (and the mode allows fast paths), and the
+  /// size is below the smallest threshold (Pool under every strategy, I3), so its class is one table load.
   HAKMEM_FAST_PATH bool fast_gate(size_t size) const {
+    static_assert(kMinThreshold - 1 <= SizeClasses::kLookupMax && kMaxThreshold <= SizeClasses::kMaxUsable);
     return size < kMinThreshold && Threads::tls.id == threads_.fast_id();
   }
 
@@ -374,7 +375,6 @@ private:
    * (countdown 0) and everything else go to the general path, by tail calls.
    */
   HAKMEM_SLOW_PATH void* alloc_slow(size_t size, uintptr_t site, Origin origin) {
-    static_assert(kMaxThreshold <= SizeClasses::kMaxUsable);  // a size below any threshold has a class
     if (__builtin_expect(
             Threads::tls.id == threads_.fast_id() && (!driver_.learning() || Threads::tls.sample_countdown != 0), 1)) {
       const StrategySnapshot snap = selector_.snapshot();
