@@ -109,8 +109,8 @@ public:
   void retire_heap(Heap* h) {
     LockGuard g(lists_lock_);
     for (size_t c = 0; c < SizeClasses::kCount; ++c) {
-      for (SpanList* l : {&h->partial[c], &h->full[c]}) {
-        while (Span* s = l->pop()) {
+      for (SpanListRef l : {h->partial[c], h->full[c]}) {
+        while (Span* s = l.pop()) {
           s->set_owner(nullptr);
           abandoned_[c].push(s);
         }

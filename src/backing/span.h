@@ -72,40 +72,64 @@ struct alignas(64) Span : Extent {
 // (Where each field lands is checked by pool_test's PoolMetadata.SpanLinesSeparateWhoWritesThem.)
 static_assert(alignof(Span) == 64 && sizeof(Span) == 192, "a span is three cache lines");
 
-/// An intrusive doubly-linked list of spans (16 bytes: the fast path indexes an array of them).
-struct SpanList {
-  Span* head = nullptr;
-  Span* tail = nullptr;
-
+/// The operations of an intrusive doubly-linked list of spans, over the head and tail that `L`
+/// (SpanList, or SpanListRef into a heap's SpanLists) keeps.
+template <class L>
+struct SpanListOps {
   void push(Span* s) {
+    L& l = static_cast<L&>(*this);
     s->prev = nullptr;
-    s->next = head;
-    if (head != nullptr) head->prev = s;
-    head = s;
-    if (tail == nullptr) tail = s;
+    s->next = l.head;
+    if (l.head != nullptr) l.head->prev = s;
+    l.head = s;
+    if (l.tail == nullptr) l.tail = s;
   }
   void push_back(Span* s) {
+    L& l = static_cast<L&>(*this);
     s->next = nullptr;
-    s->prev = tail;
-    if (tail != nullptr) tail->next = s;
-    tail = s;
-    if (head == nullptr) head = s;
+    s->prev = l.tail;
+    if (l.tail != nullptr) l.tail->next = s;
+    l.tail = s;
+    if (l.head == nullptr) l.head = s;
   }
   void remove(Span* s) {
+    L& l = static_cast<L&>(*this);
     if (s->prev != nullptr) s->prev->next = s->next;
     if (s->next != nullptr) s->next->prev = s->prev;
-    if (head == s) head = s->next;
-    if (tail == s) tail = s->prev;
+    if (l.head == s) l.head = s->next;
+    if (l.tail == s) l.tail = s->prev;
     s->prev = s->next = nullptr;
   }
   Span* pop() {
-    Span* s = head;
+    Span* s = static_cast<L&>(*this).head;
     if (s != nullptr) remove(s);
     return s;
   }
 };
 
-static_assert(sizeof(SpanList) == 16, "Allocator::alloc() reaches partial[c].head with one scaled index");
+/// A list of spans that keeps its own head and tail.
+struct SpanList : SpanListOps<SpanList> {
+  Span* head = nullptr;
+  Span* tail = nullptr;
+};
+
+/// One class's list in a heap's SpanLists: references to its head and its tail.
+struct SpanListRef : SpanListOps<SpanListRef> {
+  SpanListRef(Span*& h, Span*& t) : head(h), tail(t) {}
+  Span*& head;
+  Span*& tail;
+};
+
+/**
+ * A heap's lists of one kind (partial or full), one per class, with every head before every
+ * tail: the fast path reaches class c's head with one load scaled by 8 (no multiply by 16).
+ */
+struct SpanLists {
+  Span* heads[SizeClasses::kCount] = {};
+  Span* tails[SizeClasses::kCount] = {};
+  SpanListRef operator[](size_t c) { return {heads[c], tails[c]}; }
+};
+static_assert(offsetof(SpanLists, heads) == 0 && sizeof(Span*) == 8, "partial[c].head is heads + 8 * c");
 
 /// A counter written only by its owning thread and read by anyone (stats).
 struct OwnedCounter {
@@ -160,8 +184,8 @@ struct Heap {
   bool retired = false;
   std::atomic<uint64_t> remote_hint[2] = {};
   HeapCounters counters;
-  SpanList partial[SizeClasses::kCount];
-  SpanList full[SizeClasses::kCount];  ///< (placed to cover the first line of the heap's second page)
+  SpanLists partial;
+  SpanLists full;  ///< (placed to cover the first line of the heap's second page)
 };
 // ObjectPool puts a Heap (larger than a page) one line into a page of its own. The first line of
 // its second page shares its L1 set with the first line of every page, which a program walking a
