@@ -127,7 +127,8 @@ protected:
   }
   bool FreeFast(void* p, Origin origin = Origin::kMalloc, uint64_t sized = kUnsized, ThreadHeap* as = nullptr) {
     ThreadHeap* h = as != nullptr ? as : r().me;
-    return r().path.free_fast(r().pool, SpanOf(p), U(p), origin, sized, [h] { return h; });
+    return r().path.free_fast(r().pool, SpanOf(p), U(p), origin, sized, h,
+                              [this, h](Span* s, uintptr_t block) { r().path.free_remote(h, s, block); });
   }
   /// Frees p through the general path (locate, then release) as heap `as`.
   void Release(void* p, ThreadHeap* as) {

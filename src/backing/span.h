@@ -35,9 +35,10 @@ struct alignas(64) Span : Extent {
   std::atomic<uint32_t> carved{0};  ///< blocks handed out at least once (owner writes; freeing threads read)
   uint8_t shift = 0;                ///< block_size's power-of-two factor, for exact_quotient()
   uint32_t room = 0;                ///< PoolPayload::room() of its usable size: the fast free's one compare
-  /// The owning heap's address, 0 while abandoned, with bit 0 set while the span is on the owner's
-  /// full list: the fast free tells "mine, and on my partial list" with one compare (owned_free_by()).
-  std::atomic<uintptr_t> owner_tag{0};
+  /// The owning heap's address, with bit 0 set while the span is on the owner's full list; 1 while
+  /// abandoned (never 0). The fast free tells "mine, and on my partial list" with one compare
+  /// (owned_free_by()), and a thread without a heap (nullptr) matches no span.
+  std::atomic<uintptr_t> owner_tag{1};
   alignas(64) uint32_t free = 0;  ///< owner-only free list: its first block's index + 1, 0 when empty
   Span* prev = nullptr;
   Span* next = nullptr;
@@ -49,7 +50,9 @@ struct alignas(64) Span : Extent {
   /// The owning heap, nullptr while abandoned.
   Heap* owner() const { return reinterpret_cast<Heap*>(owner_tag.load(std::memory_order_acquire) & ~uintptr_t{1}); }
   /// Gives the span to heap h (nullptr: abandons it), on h's partial list.
-  void set_owner(Heap* h) { owner_tag.store(reinterpret_cast<uintptr_t>(h), std::memory_order_release); }
+  void set_owner(Heap* h) {
+    owner_tag.store(h != nullptr ? reinterpret_cast<uintptr_t>(h) : uintptr_t{1}, std::memory_order_release);
+  }
   /// Whether the span is on its owner's full list (the owner's to ask).
   bool in_full() const { return (owner_tag.load(std::memory_order_relaxed) & 1) != 0; }
   /// Moves the flag with the span between its owner's lists (the owner's to call).
@@ -57,8 +60,8 @@ struct alignas(64) Span : Extent {
     owner_tag.store((owner_tag.load(std::memory_order_relaxed) & ~uintptr_t{1}) | uintptr_t{full},
                     std::memory_order_relaxed);
   }
-  /// True when heap `me` (not nullptr: an abandoned span matches that) owns the span and it is on
-  /// me's partial list: a free by `me` may push.
+  /// True when heap `me` owns the span and it is on me's partial list: a free by `me` may push.
+  /// Always false for nullptr (a thread without a heap).
   HAKMEM_FAST_PATH bool owned_free_by(const Heap* me) const {
     return owner_tag.load(std::memory_order_relaxed) == reinterpret_cast<uintptr_t>(me);
   }

@@ -456,52 +456,52 @@ private:
     if (size < snap.threshold && pool_path_.fits(size, align))
       return pool_path_.acquire(h, size, align, site, origin, snap.id);
     if (align <= kHeaderSize && !paranoid_) {
-      if (MapBlock* mb = LargeSlots<Pal>::take(h->slot, size)) {
+      if (MapBlock* mb = LargeSlots<Pal>::take(h->slot, size))
         return LargeSlots<Pal>::hand_out(codec_, h->slot, mb, size, site, origin, snap.id);
-      }
     }
     return map_path_.acquire(h->counters, size, align, site, origin, snap.id, fresh);
   }
 
   // ------------------------------------------------------------ free tiers
 
-  /**
-   * The Pool fast free: true when p was a plain Pool block, live, of origin `origin` (and size
-   * `sized`), and is now freed, after the same checks as Validator::locate(): ownership (the
-   * Pool arena's table for an address inside the arena, else the Registry), then
-   * PoolPath::free_fast(). False changes nothing, and sets *mb to p's Map block when p lies in
-   * one (and this thread may take the fast path; Map blocks are never in the arena).
-   */
+  /// The Pool fast free: true when p was a plain Pool block, live, of origin `origin` (and size `sized`), and is
+  /// now freed, after Validator::locate()'s checks: ownership (the Pool arena's table, else the Registry), then
+  /// PoolPath::free_fast(). False changes nothing, and sets *mb to p's Map block when p lies in one (and this
+  /// thread may take the fast path). The arena needs no heap-id gate: it is empty until init and in paranoid mode,
+  /// and the thread's heap is only compared with the span's owner.
   HAKMEM_FAST_PATH bool free_fast_pool(void* p, Origin origin, uint64_t sized, MapBlock** mb) {
     const auto u = reinterpret_cast<uintptr_t>(p);
-    if (__builtin_expect(Threads::tls.id != threads_.fast_id(), 0)) return false;  // also: not ready, or paranoid
+    const auto remote = [this](Span* s, uintptr_t block) { free_fast_remote(s, block); };
     bool in_arena;
     Span* s = pool_.arena().span_of(u, &in_arena);
     if (__builtin_expect(in_arena, 1)) {
       if (__builtin_expect(s == nullptr, 0)) return false;
-      return pool_path_.free_fast(pool_, s, u, origin, sized, [] { return Threads::tls.heap; });
+      return pool_path_.free_fast(pool_, s, u, origin, sized, Threads::tls.heap, remote);
     }
+    if (__builtin_expect(Threads::tls.id != threads_.fast_id(), 0)) return false;  // also: not ready, or paranoid
     Extent* e = registry_.lookup_initialized(u);
     if (__builtin_expect(e == nullptr, 0)) return false;
     if (__builtin_expect(e->kind != ExtentKind::kPoolSpan, 0)) {
       if (e->kind == ExtentKind::kMapBlock) *mb = static_cast<MapBlock*>(e);
       return false;
     }
-    return pool_path_.free_fast(pool_, static_cast<Span*>(e), u, origin, sized, [] { return Threads::tls.heap; });
+    return pool_path_.free_fast(pool_, static_cast<Span*>(e), u, origin, sized, Threads::tls.heap, remote);
   }
 
-  /// free_fast()'s Map half: the block into the thread's large slot (LargeSlots::put()).
+  /// free_fast_pool()'s block not on the thread's own partial list: a thread that only frees gets a heap.
+  HAKMEM_SLOW_PATH void free_fast_remote(Span* s, uintptr_t b) noexcept {
+    pool_path_.free_remote(threads_.heap(), s, b);
+  }
+
+  /// free_fast()'s Map half: the block into the thread's large slot (free_fast_pool() checked the heap id).
   HAKMEM_SLOW_PATH bool free_fast_slot(MapBlock* mb, uintptr_t u, Origin origin, uint64_t sized) noexcept {
-    ThreadHeap* me = Threads::tls.heap;  // free_fast_pool() checked the thread's heap id
-    return slots_.put(codec_, me->slot, mb, u, origin, sized);
+    return slots_.put(codec_, Threads::tls.heap->slot, mb, u, origin, sized);
   }
 
   /// free_entry()'s Map half: the thread's large slot, else every check with a report.
   HAKMEM_SLOW_PATH void free_entry_large(MapBlock* mb, uintptr_t u, uintptr_t site, Origin origin) noexcept {
-    ThreadHeap* me = Threads::tls.heap;
-    if (!slots_.put(codec_, me->slot, mb, u, origin, kUnsized)) {
+    if (!slots_.put(codec_, Threads::tls.heap->slot, mb, u, origin, kUnsized))
       free_general(reinterpret_cast<void*>(u), site, origin);
-    }
   }
 
   /// free_entry_sized()'s Map half: the thread's large slot, else every check with a report.

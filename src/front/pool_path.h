@@ -79,13 +79,14 @@ public:
   /**
    * The fast free of p = u, in span s (the Pool arena's answer, or the Registry's): true when
    * p - 16 starts a block handed out and pool_live_ok() passes for origin `origin` (and size
-   * `sized`); the block's word is then sealed Free, the block counted and pushed on its span's
-   * free list (or handed to Pool::free() when this thread, `heap()`, does not own the span or it
-   * is full). False changes nothing.
+   * `sized`); the block's word is then sealed Free and, when heap `me` (the calling thread's, or
+   * nullptr, or another allocator's: it is only compared) owns the span on its partial list,
+   * counted and pushed on the span's free list; else `remote(s, block)` (a slow path) counts it
+   * and hands it to Pool::free(). False changes nothing.
    */
-  template <class GetHeap>
+  template <class Remote>
   HAKMEM_FAST_PATH bool free_fast(const PoolT& pool, Span* s, uintptr_t u, Origin origin, uint64_t sized,
-                                  GetHeap&& heap) {
+                                  ThreadHeap* me, Remote&& remote) {
     const uintptr_t block = u - kHeaderSize;
     // p - 16 must start a block handed out: its offset a multiple of the block size, and its
     // index below the carved count. exact_quotient() is the index of a multiple and more than any
@@ -99,10 +100,9 @@ public:
     uint64_t word;
     if (__builtin_expect(!pool_live_ok(seal, u, key, origin, s->room, sized, &word), 0)) return false;
     PoolSeal::store(u, word + seal.free_delta());
-    ThreadHeap* me = heap();
-    me->counters.pool_frees[s->cls].add(1);
     track_free(u, s->block_size - kHeaderSize, kLinkSize);
     if (__builtin_expect(s->owned_free_by(me), 1)) {
+      me->counters.pool_frees[s->cls].add(1);
       // The address passes through an empty asm (no instruction), so the compiler does not take
       // p's provenance (a test may pass the address of a local) for the block's.
       uintptr_t link = u;
@@ -110,13 +110,19 @@ public:
       pool.write_link(link, s->free, key);
       s->free = static_cast<uint32_t>(index + 1);
     } else {
-      free_remote(me, s, block);
+      remote(s, block);
     }
     return true;
   }
 
-  /// free_fast() of a span this thread does not own, or one on the full list.
-  HAKMEM_SLOW_PATH void free_remote(ThreadHeap* me, Span* s, uintptr_t block) noexcept { p_.pool->free(me, s, block); }
+  /**
+   * free_fast()'s other way: a block sealed Free whose span heap `me` (nullptr: a thread without
+   * one) does not own, or keeps on its full list. Counted, as release() counts, then Pool::free().
+   */
+  HAKMEM_SLOW_PATH void free_remote(ThreadHeap* me, Span* s, uintptr_t block) noexcept {
+    count_free(me, s->cls);
+    p_.pool->free(me, s, block);
+  }
 
   /// True when a request of `size` bytes, `align`-aligned, fits a Pool class (with its canary).
   bool fits(uint64_t size, size_t align) const {
@@ -153,11 +159,7 @@ public:
   void release(const Located& at, ThreadHeap* me, uintptr_t site) {
     auto* s = static_cast<Span*>(at.extent);
     p_.pool->seal().encode(PoolFields{PoolTag::kFree, at.f.origin, at.f.strategy, at.f.size}, at.header + kHeaderSize);
-    if (me != nullptr) {
-      me->counters.pool_frees[s->cls].add(1);
-    } else {
-      p_.pool->orphan_counters().pool_frees[s->cls].add_shared(1);
-    }
+    count_free(me, s->cls);
     if (p_.paranoid) {
       Hooks hooks{this, me};
       p_.quarantine->free(hooks, me != nullptr ? &me->quarantine : nullptr, s, at, site);
@@ -199,6 +201,15 @@ private:
   };
 
   uint64_t canary_bytes() const { return p_.paranoid ? kCanarySize : 0; }
+
+  /// One Pool free of class c, by `me`'s counters (nullptr: the shared orphan set).
+  void count_free(ThreadHeap* me, uint32_t c) {
+    if (me != nullptr) {
+      me->counters.pool_frees[c].add(1);
+    } else {
+      p_.pool->orphan_counters().pool_frees[c].add_shared(1);
+    }
+  }
 
   /// pool->alloc() for paranoid mode: a block freed before is checked for a write after free.
   uintptr_t take_checked(ThreadHeap* h, size_t c) {

@@ -58,8 +58,11 @@ public:
     return true;
   }
 
-  /// Teardown: the key goes, and a later init() gets a new id, so no thread's slot survives.
+  /// Teardown: the key goes, and a later init() gets a new id, so no thread's slot survives. The
+  /// calling thread's slot is emptied (a free compares its heap with span owners before the id:
+  /// Allocator::free_fast_pool()); every other thread that used the allocator has exited.
   void teardown() {
+    if (tls.id == id_) tls = Tls{kNoHeap, nullptr};
     pthread_key_delete(key_);
     id_ = 0;
     fast_id_ = 0;

@@ -28,7 +28,11 @@ struct AllocatorWiring {
     if (!a.registry_.init(&a.pal_, &a.mapped_)) return false;
     const BadLink bad_link{
         [](void* ctx, const Span* s, uintptr_t u) { static_cast<A*>(ctx)->pool_path_.report_bad_link(s, u); }, &a};
-    a.pool_.init(&a.pal_, &a.registry_, &a.mapped_, give_back, secret, bad_link, pool_arena_of<Config>());
+    a.paranoid_ = a.opts_.get(Opt::kHardening) == kHardeningParanoid;
+    // The arena is the fast free's (Allocator::free_fast_pool()): paranoid mode, which takes no
+    // fast path, finds every span through the Registry and reserves none.
+    a.pool_.init(&a.pal_, &a.registry_, &a.mapped_, give_back, secret, bad_link,
+                 pool_arena_of<Config>() && !a.paranoid_);
     a.map_.init(&a.pal_, &a.registry_, &a.mapped_, give_back);
     a.zero_.init(&a.pal_, &a.mapped_, give_back);
     const uint64_t decay_ns = a.opts_.get(Opt::kDecayMs) * 1000000ull;
@@ -37,7 +41,6 @@ struct AllocatorWiring {
     a.selector_.init_fixed(a.opts_.get(Opt::kThreshold));
     a.driver_.init({&a.pal_, &a.pool_, &a.selector_, &a.mapped_, &a.releaser_.counters().unmapped_bytes}, a.opts_,
                    secret);
-    a.paranoid_ = a.opts_.get(Opt::kHardening) == kHardeningParanoid;
     a.validator_.init({&a.registry_, &a.codec_, &a.pool_.seal(), &a.zero_, &a.hard_, a.paranoid_,
                        a.opts_.get(Opt::kOriginCheck) != 0});
     a.reporter_.init(a.opts_.get(Opt::kOnError) == kOnErrorAbort);
