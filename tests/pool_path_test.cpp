@@ -128,7 +128,7 @@ protected:
   bool FreeFast(void* p, Origin origin = Origin::kMalloc, uint64_t sized = kUnsized, ThreadHeap* as = nullptr) {
     ThreadHeap* h = as != nullptr ? as : r().me;
     return r().path.free_fast(r().pool, SpanOf(p), U(p), origin, sized, h,
-                              [this, h](Span* s, uintptr_t block) { r().path.free_remote(h, s, block); });
+                              [this, h](Span* s, uintptr_t user) { r().path.free_remote(h, s, user); });
   }
   /// Frees p through the general path (locate, then release) as heap `as`.
   void Release(void* p, ThreadHeap* as) {
@@ -337,10 +337,9 @@ TEST_F(PoolPathTest, FreeFastOfAnotherHeapsSpanGoesToItsRemoteStack) {
   // The direct call: free_remote() is Pool::free() of a block already sealed Free, as the given
   // thread: a stranger's goes on the remote stack, the owner's on its local list.
   auto seal_free = [&](void* x) {
-    const uintptr_t b = U(x) - kHeaderSize;
-    const HeaderFields f = Fields(b);
+    const HeaderFields f = Fields(U(x) - kHeaderSize);
     Seal().encode(PoolFields{PoolTag::kFree, f.origin, f.strategy, f.size}, U(x));
-    return b;
+    return U(x);
   };
   void* q = Acquire(96);
   void* w = Acquire(96);

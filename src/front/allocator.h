@@ -471,7 +471,7 @@ private:
   /// and the thread's heap is only compared with the span's owner.
   HAKMEM_FAST_PATH bool free_fast_pool(void* p, Origin origin, uint64_t sized, MapBlock** mb) {
     const auto u = reinterpret_cast<uintptr_t>(p);
-    const auto remote = [this](Span* s, uintptr_t block) { free_fast_remote(s, block); };
+    const auto remote = [this](Span* s, uintptr_t user) { free_fast_remote(s, user); };
     bool in_arena;
     Span* s = pool_.arena().span_of(u, &in_arena);
     if (__builtin_expect(in_arena, 1)) {
@@ -489,8 +489,8 @@ private:
   }
 
   /// free_fast_pool()'s block not on the thread's own partial list: a thread that only frees gets a heap.
-  HAKMEM_SLOW_PATH void free_fast_remote(Span* s, uintptr_t b) noexcept {
-    pool_path_.free_remote(threads_.heap(), s, b);
+  HAKMEM_SLOW_PATH void free_fast_remote(Span* s, uintptr_t u) noexcept {
+    pool_path_.free_remote(threads_.heap(), s, u);
   }
 
   /// free_fast()'s Map half: the block into the thread's large slot (free_fast_pool() checked the heap id).

@@ -81,8 +81,9 @@ public:
    * p - 16 starts a block handed out and pool_live_ok() passes for origin `origin` (and size
    * `sized`); the block's word is then sealed Free and, when heap `me` (the calling thread's, or
    * nullptr, or another allocator's: it is only compared) owns the span on its partial list,
-   * counted and pushed on the span's free list; else `remote(s, block)` (a slow path) counts it
-   * and hands it to Pool::free(). False changes nothing.
+   * counted and pushed on the span's free list; else `remote(s, u)` (a slow path) counts it and
+   * hands it to Pool::free(). False changes nothing. (Only u goes to `remote`: the block start it
+   * recomputes would otherwise hold a register across the checks, which costs a saved one.)
    */
   template <class Remote>
   HAKMEM_FAST_PATH bool free_fast(const PoolT& pool, Span* s, uintptr_t u, Origin origin, uint64_t sized,
@@ -110,18 +111,19 @@ public:
       pool.write_link(link, s->free, key);
       s->free = static_cast<uint32_t>(index + 1);
     } else {
-      remote(s, block);
+      remote(s, u);
     }
     return true;
   }
 
   /**
-   * free_fast()'s other way: a block sealed Free whose span heap `me` (nullptr: a thread without
-   * one) does not own, or keeps on its full list. Counted, as release() counts, then Pool::free().
+   * free_fast()'s other way: the block at user pointer u, sealed Free, whose span heap `me`
+   * (nullptr: a thread without one) does not own, or keeps on its full list. Counted, as
+   * release() counts, then Pool::free().
    */
-  HAKMEM_SLOW_PATH void free_remote(ThreadHeap* me, Span* s, uintptr_t block) noexcept {
+  HAKMEM_SLOW_PATH void free_remote(ThreadHeap* me, Span* s, uintptr_t u) noexcept {
     count_free(me, s->cls);
-    p_.pool->free(me, s, block);
+    p_.pool->free(me, s, u - kHeaderSize);
   }
 
   /// True when a request of `size` bytes, `align`-aligned, fits a Pool class (with its canary).
